@@ -128,11 +128,11 @@ type Pipeline struct {
 	// Fences: markers split the queue into epochs. Items of epoch e wait
 	// until every fence before e was acknowledged; the fence closing epoch e
 	// waits until every item of epoch e was acknowledged.
-	epoch        uint64            // epoch new items join
-	currentEpoch uint64            // lowest epoch not yet finished
-	epochItems   map[uint64]int    // items queued or in flight, per epoch
-	fences       []*item           // markers in order; fences[0] closes currentEpoch
-	fenceBusy    bool              // fences[0] is with a worker
+	epoch        uint64              // epoch new items join
+	currentEpoch uint64              // lowest epoch not yet finished
+	epochItems   map[uint64]int      // items queued or in flight, per epoch
+	fences       []*item             // markers in order; fences[0] closes currentEpoch
+	fenceBusy    bool                // fences[0] is with a worker
 	parked       map[uint64][]string // keys whose first item waits for its epoch
 	pending      int
 	closed       bool
