@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"k8s.io/klog/v2"
+
+	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
+	"github.com/kubestream/kubestream/pkg/app"
+	"github.com/kubestream/kubestream/pkg/config"
+	"github.com/kubestream/kubestream/pkg/kinds"
+	"github.com/kubestream/kubestream/pkg/pipeline"
+	"github.com/kubestream/kubestream/pkg/source"
+)
+
+// DefaultResync is the default replay period. Thirty minutes keeps a replay
+// of a 10k-object cluster well under 1% of the bus's traffic while bounding
+// how long a consumer that lost its state waits to rebuild it.
+const DefaultResync = 30 * time.Minute
+
+// sinkFactory opens one kind of sink. Sinks register from init in their own
+// file (sink_<name>.go).
+type sinkFactory struct {
+	summary string
+	// addFlags adds the sink's flags, all prefixed with its name.
+	addFlags func(fs *pflag.FlagSet)
+	// open validates the flags (clear errors wrapping app.ErrBadInput) and
+	// connects.
+	open func(ctx context.Context) (app.Sink, error)
+}
+
+var sinkFactories = map[string]sinkFactory{}
+
+func registerSink(name string, f sinkFactory) { sinkFactories[name] = f }
+
+// runExtension adds flags to run and contributes derivers (image storage).
+type runExtension struct {
+	addFlags func(fs *pflag.FlagSet)
+	derivers func() ([]source.Deriver, error)
+}
+
+var runExtensions []runExtension
+
+func registerRunExtension(e runExtension) { runExtensions = append(runExtensions, e) }
+
+func init() {
+	register("run", command{summary: "stream object changes to a sink", run: runRun})
+}
+
+// defaultSink is NATS (an embedded server when no URL is given) when that
+// sink is built in, else stdout.
+func defaultSink() string {
+	if _, ok := sinkFactories["nats"]; ok {
+		return "nats"
+	}
+	return "stdout"
+}
+
+func sinkNames() []string {
+	names := make([]string, 0, len(sinkFactories))
+	for n := range sinkFactories {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("kubestream run", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.String("config", "", "YAML file of settings: keys are flag names (kafka-brokers: [a:9092])")
+	var (
+		kubeconfig    = fs.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster)")
+		kubeContext   = fs.String("context", "", "kubeconfig context (default: the current context)")
+		clusterName   = fs.String("cluster-name", "default", "cluster name put on every event")
+		instance      = fs.String("instance", "", "name of this kubestream instance on every event (default: $POD_NAME, else the host name)")
+		kindList      = fs.String("kinds", strings.Join(kinds.Names(kinds.All()), ","), "kinds to watch, comma-separated")
+		namespace     = fs.String("namespace", "", "watch namespaced kinds in this namespace only (default: all)")
+		selector      = fs.String("selector", "", "label selector applied to every kind, e.g. 'team=payments,tier!=test'")
+		resync        = fs.Duration("resync", DefaultResync, "replay period: every period, all objects are sent again as snapshots between begin/end markers; 0 disables")
+		contentType   = fs.String("content-type", "protobuf", "encoding of object states in events: protobuf or json")
+		sinkName      = fs.String("sink", defaultSink(), "where events go: "+strings.Join(sinkNames(), ", "))
+		listenAddr    = fs.String("listen-address", ":8080", "address of /metrics, /healthz, /readyz and /debug/pprof; empty disables")
+		workers       = fs.Int("workers", 4, "concurrent publish calls")
+		batchSize     = fs.Int("batch-size", 256, "most events per publish call")
+		shutdownAfter = fs.Duration("shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long to keep publishing what is queued")
+	)
+	for _, name := range sinkNames() {
+		sinkFactories[name].addFlags(fs)
+	}
+	for _, e := range runExtensions {
+		e.addFlags(fs)
+	}
+	addLogFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: kubestream run [flags]\n\nStreams changes of Kubernetes objects to a sink. Every flag can also be set as\nKUBESTREAM_<FLAG> in the environment or as a key of the --config file.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := config.Parse(fs, args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "kubestream run: %v\n", err)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "kubestream run: unexpected argument %q (flags start with --)\n", fs.Arg(0))
+		return 2
+	}
+
+	var problems []string
+	ks, err := kinds.Parse(*kindList)
+	if err != nil {
+		problems = append(problems, "--kinds: "+err.Error())
+	}
+	ct, err := parseContentType(*contentType)
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	if *resync < 0 {
+		problems = append(problems, fmt.Sprintf("--resync %s is negative: use 0 to disable replays", *resync))
+	}
+	if *workers < 1 || *batchSize < 1 {
+		problems = append(problems, "--workers and --batch-size must be at least 1")
+	}
+	factory, ok := sinkFactories[*sinkName]
+	if !ok {
+		problems = append(problems, fmt.Sprintf("--sink %q is unknown: choose one of %s", *sinkName, strings.Join(sinkNames(), ", ")))
+	}
+	var derivers []source.Deriver
+	for _, e := range runExtensions {
+		ds, err := e.derivers()
+		if err != nil {
+			problems = append(problems, err.Error())
+		}
+		derivers = append(derivers, ds...)
+	}
+	if len(problems) > 0 {
+		for _, p := range problems {
+			fmt.Fprintf(stderr, "kubestream run: %s\n", p)
+		}
+		return 2
+	}
+
+	logger := klog.Background()
+	ctx = klog.NewContext(ctx, logger)
+	sink, err := factory.open(ctx)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	err = app.Run(ctx, app.Config{
+		Kubeconfig:      *kubeconfig,
+		Context:         *kubeContext,
+		ClusterName:     *clusterName,
+		Instance:        orDefault(*instance, defaultInstance()),
+		Kinds:           ks,
+		Namespace:       *namespace,
+		Selector:        *selector,
+		Resync:          *resync,
+		ContentType:     ct,
+		ListenAddress:   *listenAddr,
+		ShutdownTimeout: *shutdownAfter,
+		Derivers:        derivers,
+		Pipeline:        pipeline.Options{Workers: *workers, BatchSize: *batchSize},
+	}, sink)
+	klog.Flush()
+	if err != nil {
+		return fail(stderr, err)
+	}
+	return 0
+}
+
+func fail(stderr io.Writer, err error) int {
+	fmt.Fprintf(stderr, "kubestream run: %v\n", err)
+	if errors.Is(err, app.ErrBadInput) {
+		return 2
+	}
+	return 1
+}
+
+func parseContentType(s string) (kubestreamv1.ContentType, error) {
+	switch strings.ToLower(s) {
+	case "protobuf", "proto":
+		return kubestreamv1.ContentType_CONTENT_TYPE_PROTOBUF, nil
+	case "json":
+		return kubestreamv1.ContentType_CONTENT_TYPE_JSON, nil
+	}
+	return 0, fmt.Errorf("--content-type %q is unknown: use protobuf or json", s)
+}
+
+// addLogFlags exposes klog's verbosity flags, not its file-logging ones:
+// logs go to stderr, where container runtimes collect them.
+func addLogFlags(fs *pflag.FlagSet) {
+	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(klogFlags)
+	for _, name := range []string{"v", "vmodule"} {
+		fs.AddGoFlag(klogFlags.Lookup(name))
+	}
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func defaultInstance() string {
+	if n := os.Getenv("POD_NAME"); n != "" {
+		return n
+	}
+	if h, err := os.Hostname(); err == nil {
+		return h
+	}
+	return "kubestream"
+}

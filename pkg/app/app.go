@@ -1,0 +1,233 @@
+// Package app is kubestream's composition root: it connects to the cluster,
+// builds the source, pipeline, sink and operational server, runs them under
+// one context and shuts them down in order.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
+	"github.com/kubestream/kubestream/pkg/event"
+	"github.com/kubestream/kubestream/pkg/kinds"
+	"github.com/kubestream/kubestream/pkg/pipeline"
+	"github.com/kubestream/kubestream/pkg/server"
+	"github.com/kubestream/kubestream/pkg/source"
+)
+
+// Sink is a pipeline sink that can be flushed and closed.
+type Sink interface {
+	pipeline.Sink
+	// Close flushes what is in flight within ctx's deadline and releases
+	// connections.
+	Close(ctx context.Context) error
+}
+
+// Config is everything Run needs.
+type Config struct {
+	Kubeconfig  string
+	Context     string
+	ClusterName string
+	Instance    string
+	Kinds       []kinds.Kind
+	Namespace   string
+	Selector    string
+	Resync      time.Duration
+	ContentType kubestreamv1.ContentType
+	Pipeline    pipeline.Options
+	// ListenAddress serves /metrics, /healthz, /readyz; empty disables.
+	ListenAddress string
+	// ShutdownTimeout bounds draining acknowledged-pending events on exit.
+	ShutdownTimeout time.Duration
+	// Derivers add derived events (image storage).
+	Derivers []source.Deriver
+	// Registry receives metrics; default a new registry.
+	Registry *prometheus.Registry
+}
+
+// ErrBadInput marks errors caused by the user's input (exit code 2).
+var ErrBadInput = errors.New("bad input")
+
+// RestConfig resolves the cluster the way kubectl does: --kubeconfig, else
+// $KUBECONFIG, else ~/.kube/config, else the in-cluster service account.
+func RestConfig(kubeconfig, context string) (*rest.Config, string, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if kubeconfig != "" {
+		if _, err := os.Stat(kubeconfig); err != nil {
+			return nil, "", fmt.Errorf("%w: kubeconfig %s: %w", ErrBadInput, kubeconfig, err)
+		}
+		rules.ExplicitPath = kubeconfig
+	}
+	overrides := &clientcmd.ConfigOverrides{CurrentContext: context}
+	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides)
+	cfg, err := cc.ClientConfig()
+	if err != nil {
+		if clientcmd.IsEmptyConfig(err) {
+			return nil, "", fmt.Errorf("%w: no cluster configured: pass --kubeconfig, set KUBECONFIG, create ~/.kube/config, or run in a pod with a service account", ErrBadInput)
+		}
+		return nil, "", fmt.Errorf("%w: load kubeconfig: %w", ErrBadInput, err)
+	}
+	name := context
+	if raw, err := cc.RawConfig(); err == nil && name == "" {
+		name = raw.CurrentContext
+	}
+	if name == "" {
+		name = "in-cluster"
+	}
+	// Protobuf on the wire: decoding JSON costs about ten times the CPU.
+	cfg.ContentType = "application/vnd.kubernetes.protobuf"
+	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
+	cfg.UserAgent = "kubestream"
+	return cfg, name, nil
+}
+
+// Preflight checks that the apiserver answers and that every kind may be
+// listed, so a wrong kubeconfig or missing RBAC fails at once with a clear
+// message instead of informers retrying forever.
+func Preflight(ctx context.Context, client kubernetes.Interface, host string, ks []kinds.Kind, namespace string) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if _, err := client.Discovery().ServerVersion(); err != nil {
+		return fmt.Errorf("cannot reach the Kubernetes API at %s: %w (check --kubeconfig and --context, and that the cluster is up)", host, err)
+	}
+	for _, k := range ks {
+		var err error
+		opts := metav1.ListOptions{Limit: 1}
+		switch k.Resource {
+		case kinds.Pods.Resource:
+			_, err = client.CoreV1().Pods(namespace).List(ctx, opts)
+		case kinds.Nodes.Resource:
+			_, err = client.CoreV1().Nodes().List(ctx, opts)
+		case kinds.ConfigMaps.Resource:
+			_, err = client.CoreV1().ConfigMaps(namespace).List(ctx, opts)
+		case kinds.Deployments.Resource:
+			_, err = client.AppsV1().Deployments(namespace).List(ctx, opts)
+		}
+		if apierrors.IsForbidden(err) {
+			return fmt.Errorf("not allowed to list %s: grant get, list and watch on %s (deploy/ has the ClusterRole), or drop it from --kinds: %w", k.Resource, k.Resource, err)
+		}
+		if err != nil {
+			return fmt.Errorf("list %s at %s: %w", k.Resource, host, err)
+		}
+	}
+	return nil
+}
+
+// Run streams until ctx ends, then drains and closes the sink.
+func Run(ctx context.Context, cfg Config, sink Sink) error {
+	logger := klog.FromContext(ctx)
+	restCfg, contextName, err := RestConfig(cfg.Kubeconfig, cfg.Context)
+	if err != nil {
+		return err
+	}
+	client, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return fmt.Errorf("%w: build Kubernetes client: %w", ErrBadInput, err)
+	}
+	if err := Preflight(ctx, client, restCfg.Host, cfg.Kinds, cfg.Namespace); err != nil {
+		return err
+	}
+	logger.Info("Connected to cluster", "context", contextName, "server", restCfg.Host, "cluster", cfg.ClusterName,
+		"kinds", kinds.Names(cfg.Kinds), "namespace", orAll(cfg.Namespace), "selector", cfg.Selector, "resync", cfg.Resync.String())
+
+	reg := cfg.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	latency := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "kubestream", Name: "delivery_latency_seconds",
+		Help:    "Time from a change reaching kubestream to the broker acknowledging its event.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+	})
+	reg.MustRegister(latency)
+	popts := cfg.Pipeline
+	userAck := popts.OnAcknowledged
+	popts.OnAcknowledged = func(ev *kubestreamv1.Event, enqueued time.Time) {
+		latency.Observe(time.Since(enqueued).Seconds())
+		if userAck != nil {
+			userAck(ev, enqueued)
+		}
+	}
+	translator := &event.Translator{Cluster: cfg.ClusterName, Instance: cfg.Instance, ContentType: cfg.ContentType}
+	pipe := pipeline.New(sink, translator, popts)
+	src, err := source.New(source.Options{
+		Client: client, Kinds: cfg.Kinds, Namespace: cfg.Namespace, Selector: cfg.Selector,
+		Resync: cfg.Resync, Queue: pipe, Derivers: cfg.Derivers,
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadInput, err)
+	}
+	var srv *server.Server
+	if cfg.ListenAddress != "" {
+		srv, err = server.Listen(server.Options{Address: cfg.ListenAddress, Stats: pipe.Stats, Ready: src.Synced, Registry: reg})
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrBadInput, err)
+		}
+	}
+
+	// Workers outlive the source: they drain after the informers stopped.
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWork()
+	workersDone := make(chan struct{})
+	go func() {
+		pipe.Run(workCtx)
+		close(workersDone)
+	}()
+
+	g, gctx := errgroup.WithContext(ctx)
+	if srv != nil {
+		g.Go(func() error { return srv.Serve(gctx) })
+	}
+	g.Go(func() error {
+		return src.Run(gctx, func(stats []source.SyncStat) {
+			for _, st := range stats {
+				logger.Info("Initial list synced", "kind", st.Kind, "objects", st.Objects, "took", st.Duration.Round(time.Millisecond).String())
+			}
+		})
+	})
+	runErr := g.Wait()
+
+	// Ordered shutdown: informers stopped (Run returned); drain the queue
+	// into the sink, stop the workers, close the sink.
+	timeout := cfg.ShutdownTimeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	drainCtx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	left := pipe.Shutdown(drainCtx)
+	stopWork()
+	<-workersDone
+	st := pipe.Stats()
+	logger.Info("Stopped", "published", st.Published, "retried", st.Retried, "coalesced", st.Coalesced, "failed", st.Failed, "leftUnpublished", left)
+	if err := sink.Close(drainCtx); err != nil {
+		logger.Error(err, "Closing sink")
+	}
+	if runErr != nil && !errors.Is(runErr, context.Canceled) {
+		return runErr
+	}
+	if left > 0 {
+		return fmt.Errorf("shutdown: %d changes not acknowledged within %s", left, timeout)
+	}
+	return nil
+}
+
+func orAll(ns string) string {
+	if strings.TrimSpace(ns) == "" {
+		return "(all)"
+	}
+	return ns
+}

@@ -1,0 +1,317 @@
+// Package source watches Kubernetes objects with one shared informer factory
+// and turns every add, update and delete into a change.Change for the
+// pipeline. It also runs replay rounds: the initial list, and then every
+// --resync period the whole cache, as snapshots between begin and end
+// markers.
+package source
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+
+	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
+	"github.com/kubestream/kubestream/pkg/change"
+	"github.com/kubestream/kubestream/pkg/kinds"
+)
+
+// Queue receives changes. Enqueue must not block: it runs on client-go's
+// notification goroutine.
+type Queue interface {
+	Enqueue(c *change.Change) bool
+}
+
+// Deriver computes further changes from an object change, such as
+// image-storage events from node changes. It is called for every change the
+// source enqueues, from several goroutines, and must be cheap.
+type Deriver interface {
+	Derive(c *change.Change) []*change.Change
+}
+
+// Options configure a Source.
+type Options struct {
+	Client kubernetes.Interface
+	Kinds  []kinds.Kind
+	// Namespace limits namespaced kinds to one namespace; empty means all.
+	Namespace string
+	// Selector is a label selector applied to every kind, nodes included.
+	Selector string
+	// Resync is the period of replay rounds; 0 disables them.
+	Resync   time.Duration
+	Queue    Queue
+	Derivers []Deriver
+	// Now returns the observation time; default time.Now.
+	Now func() time.Time
+}
+
+// SyncStat reports one kind's initial list.
+type SyncStat struct {
+	Kind     string
+	Objects  int64
+	Duration time.Duration
+}
+
+// Source is the informer side of kubestream.
+type Source struct {
+	opts    Options
+	factory informers.SharedInformerFactory
+	watched []*watchedKind
+	synced  atomic.Bool
+	// initialID is the replay id of the initial list, set before informers
+	// start.
+	initialID string
+}
+
+type watchedKind struct {
+	kind     kinds.Kind
+	informer cache.SharedIndexInformer
+	reg      cache.ResourceEventHandlerRegistration
+	// mu serializes notifications with replay rounds, so a snapshot read
+	// from the cache is enqueued before any later notification of the same
+	// object (the cache is updated before handlers are called).
+	mu sync.Mutex
+	// initialCount counts snapshots of the initial list.
+	initialCount atomic.Int64
+}
+
+// New validates options and builds the informers. Nothing runs until Run.
+func New(opts Options) (*Source, error) {
+	if opts.Client == nil || opts.Queue == nil {
+		return nil, fmt.Errorf("source needs a client and a queue")
+	}
+	if len(opts.Kinds) == 0 {
+		return nil, fmt.Errorf("source needs at least one kind")
+	}
+	if _, err := labels.Parse(opts.Selector); err != nil {
+		return nil, fmt.Errorf("invalid label selector %q: %w", opts.Selector, err)
+	}
+	if opts.Resync < 0 {
+		return nil, fmt.Errorf("resync period %s is negative: use 0 to disable replays", opts.Resync)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	factoryOpts := []informers.SharedInformerOption{
+		informers.WithTransform(StripManagedFields),
+		informers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.LabelSelector = opts.Selector }),
+	}
+	if opts.Namespace != "" {
+		factoryOpts = append(factoryOpts, informers.WithNamespace(opts.Namespace))
+	}
+	// Replays are ours (see replay), so client-go's resync stays off.
+	factory := informers.NewSharedInformerFactoryWithOptions(opts.Client, 0, factoryOpts...)
+	s := &Source{opts: opts, factory: factory}
+	for _, k := range opts.Kinds {
+		inf, err := informerFor(factory, k)
+		if err != nil {
+			return nil, err
+		}
+		w := &watchedKind{kind: k, informer: inf}
+		reg, err := inf.AddEventHandler(&handler{s: s, w: w})
+		if err != nil {
+			return nil, fmt.Errorf("add %s handler: %w", k.Resource, err)
+		}
+		w.reg = reg
+		s.watched = append(s.watched, w)
+	}
+	return s, nil
+}
+
+func informerFor(f informers.SharedInformerFactory, k kinds.Kind) (cache.SharedIndexInformer, error) {
+	switch k.Resource {
+	case kinds.Pods.Resource:
+		return f.Core().V1().Pods().Informer(), nil
+	case kinds.Nodes.Resource:
+		return f.Core().V1().Nodes().Informer(), nil
+	case kinds.ConfigMaps.Resource:
+		return f.Core().V1().ConfigMaps().Informer(), nil
+	case kinds.Deployments.Resource:
+		return f.Apps().V1().Deployments().Informer(), nil
+	}
+	return nil, fmt.Errorf("no informer for kind %q", k.Resource)
+}
+
+// StripManagedFields drops metadata.managedFields before objects enter the
+// cache: they are often half an object's size and say nothing to consumers.
+func StripManagedFields(obj any) (any, error) {
+	if m, ok := obj.(metav1.Object); ok {
+		m.SetManagedFields(nil)
+	}
+	return obj, nil
+}
+
+// Synced reports whether the initial list of every kind was delivered.
+func (s *Source) Synced() bool { return s.synced.Load() }
+
+// Run starts the informers, emits the initial round, waits for it, reports
+// it through onSynced, then runs replay rounds until ctx ends. It returns an
+// error only when the initial sync fails.
+func (s *Source) Run(ctx context.Context, onSynced func([]SyncStat)) error {
+	logger := klog.FromContext(ctx)
+	start := s.opts.Now()
+	s.initialID = newReplayID()
+	s.enqueueMarker(change.ReplayBegin, s.initialID, kubestreamv1.ReplayReason_REPLAY_REASON_INITIAL, nil, start)
+	s.factory.Start(ctx.Done())
+	stats, err := s.waitInitial(ctx, start)
+	if err != nil {
+		return err
+	}
+	counts := map[string]int64{}
+	for _, st := range stats {
+		counts[st.Kind] = st.Objects
+	}
+	s.enqueueMarker(change.ReplayEnd, s.initialID, kubestreamv1.ReplayReason_REPLAY_REASON_INITIAL, counts, s.opts.Now())
+	s.synced.Store(true)
+	if onSynced != nil {
+		onSynced(stats)
+	}
+	if s.opts.Resync <= 0 {
+		<-ctx.Done()
+		s.factory.Shutdown()
+		return nil
+	}
+	t := time.NewTicker(s.opts.Resync)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			s.factory.Shutdown()
+			return nil
+		case <-t.C:
+			s.Replay(ctx, kubestreamv1.ReplayReason_REPLAY_REASON_RESYNC)
+			logger.V(2).Info("Replay round enqueued")
+		}
+	}
+}
+
+// waitInitial waits until every handler received its initial list.
+func (s *Source) waitInitial(ctx context.Context, start time.Time) ([]SyncStat, error) {
+	stats := make([]SyncStat, len(s.watched))
+	for i, w := range s.watched {
+		if !cache.WaitForCacheSync(ctx.Done(), w.reg.HasSynced) {
+			return nil, fmt.Errorf("initial list of %s did not complete: %w", w.kind.Resource, context.Cause(ctx))
+		}
+		stats[i] = SyncStat{Kind: w.kind.Resource, Objects: w.initialCount.Load(), Duration: s.opts.Now().Sub(start)}
+	}
+	return stats, nil
+}
+
+// Replay emits one round: a begin marker, a snapshot of every cached object
+// of every kind, and an end marker with the counts.
+func (s *Source) Replay(ctx context.Context, reason kubestreamv1.ReplayReason) {
+	id := newReplayID()
+	s.enqueueMarker(change.ReplayBegin, id, reason, nil, s.opts.Now())
+	counts := map[string]int64{}
+	for _, w := range s.watched {
+		w.mu.Lock()
+		objs := w.informer.GetStore().List()
+		now := s.opts.Now()
+		for _, o := range objs {
+			obj, ok := o.(change.Object)
+			if !ok {
+				continue
+			}
+			s.emit(&change.Change{Kind: w.kind, Op: change.Snapshot, Object: obj, ReplayID: id, ObservedAt: now})
+		}
+		w.mu.Unlock()
+		counts[w.kind.Resource] = int64(len(objs))
+	}
+	s.enqueueMarker(change.ReplayEnd, id, reason, counts, s.opts.Now())
+	klog.FromContext(ctx).Info("Replay round", "replayID", id, "reason", reason.String(), "objects", counts)
+}
+
+func (s *Source) enqueueMarker(op change.Op, id string, reason kubestreamv1.ReplayReason, counts map[string]int64, now time.Time) {
+	s.opts.Queue.Enqueue(&change.Change{
+		Op:         op,
+		ReplayID:   id,
+		Replay:     &change.Replay{Reason: reason, Kinds: kinds.Names(s.opts.Kinds), Counts: counts},
+		ObservedAt: now,
+	})
+}
+
+// emit enqueues a change and what derivers make of it.
+func (s *Source) emit(c *change.Change) {
+	s.opts.Queue.Enqueue(c)
+	for _, d := range s.opts.Derivers {
+		for _, dc := range d.Derive(c) {
+			s.opts.Queue.Enqueue(dc)
+		}
+	}
+}
+
+func newReplayID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// handler turns informer notifications into changes. It never blocks beyond
+// a replay round of its own kind holding mu.
+type handler struct {
+	s *Source
+	w *watchedKind
+}
+
+func (h *handler) OnAdd(obj any, isInInitialList bool) {
+	o, ok := obj.(change.Object)
+	if !ok {
+		return
+	}
+	c := &change.Change{Kind: h.w.kind, Op: change.Created, Object: o, ObservedAt: h.s.opts.Now()}
+	if isInInitialList {
+		c.Op = change.Snapshot
+		c.ReplayID = h.s.initialID
+		h.w.initialCount.Add(1)
+	}
+	h.w.mu.Lock()
+	h.s.emit(c)
+	h.w.mu.Unlock()
+}
+
+func (h *handler) OnUpdate(oldObj, newObj any) {
+	prev, ok1 := oldObj.(change.Object)
+	next, ok2 := newObj.(change.Object)
+	if !ok1 || !ok2 {
+		return
+	}
+	// Same resourceVersion: a relist that found the object unchanged. Not a
+	// change; replays are emitted as rounds of their own.
+	if prev.GetResourceVersion() == next.GetResourceVersion() {
+		return
+	}
+	h.w.mu.Lock()
+	h.s.emit(&change.Change{Kind: h.w.kind, Op: change.Updated, Object: next, Previous: prev, ObservedAt: h.s.opts.Now()})
+	h.w.mu.Unlock()
+}
+
+func (h *handler) OnDelete(obj any) {
+	c := &change.Change{Kind: h.w.kind, Op: change.Deleted, ObservedAt: h.s.opts.Now()}
+	switch o := obj.(type) {
+	case cache.DeletedFinalStateUnknown:
+		// The watch missed the delete (a gap and a relist): the last state we
+		// had is all there is.
+		final, ok := o.Obj.(change.Object)
+		if !ok {
+			return
+		}
+		c.Previous, c.FinalStateUnknown = final, true
+	case change.Object:
+		c.Previous = o
+	default:
+		return
+	}
+	h.w.mu.Lock()
+	h.s.emit(c)
+	h.w.mu.Unlock()
+}
