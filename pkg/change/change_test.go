@@ -1,0 +1,99 @@
+package change_test
+
+import (
+	"testing"
+
+	"github.com/kubestream/kubestream/internal/testobj"
+	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
+	"github.com/kubestream/kubestream/pkg/change"
+	"github.com/kubestream/kubestream/pkg/kinds"
+)
+
+func cm(uid, rv string) change.Object { return testobj.ConfigMap("ns", "a.b", uid, rv, nil) }
+
+func TestCoalesce(t *testing.T) {
+	v1, v2, v3 := cm("u1", "1"), cm("u1", "2"), cm("u1", "3")
+	other := cm("u2", "9")
+	mk := func(op change.Op, obj, prev change.Object) *change.Change {
+		return &change.Change{Kind: kinds.ConfigMaps, Op: op, Object: obj, Previous: prev}
+	}
+	tests := []struct {
+		name          string
+		pending, next *change.Change
+		wantOK        bool
+		wantOp        change.Op
+		wantObj       change.Object
+		wantPrev      change.Object
+	}{
+		{"created then updated keeps create with new state", mk(change.Created, v1, nil), mk(change.Updated, v2, v1), true, change.Created, v2, nil},
+		{"updated twice spans both", mk(change.Updated, v2, v1), mk(change.Updated, v3, v2), true, change.Updated, v3, v1},
+		{"snapshot then updated stays a snapshot", mk(change.Snapshot, v1, nil), mk(change.Updated, v2, v1), true, change.Snapshot, v2, nil},
+		{"updated then deleted is a delete with the final state", mk(change.Updated, v2, v1), mk(change.Deleted, nil, v3), true, change.Deleted, nil, v3},
+		{"created then deleted keeps the delete", mk(change.Created, v1, nil), mk(change.Deleted, nil, v2), true, change.Deleted, nil, v2},
+		{"nothing folds into a delete", mk(change.Deleted, nil, v1), mk(change.Created, other, nil), false, 0, nil, nil},
+		{"different uids stay apart", mk(change.Updated, v2, v1), mk(change.Updated, other, other), false, 0, nil, nil},
+		{"markers never fold", &change.Change{Op: change.ReplayBegin}, &change.Change{Op: change.ReplayEnd}, false, 0, nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := change.Coalesce(tt.pending, tt.next)
+			if ok != tt.wantOK {
+				t.Fatalf("ok = %v, want %v", ok, tt.wantOK)
+			}
+			if !ok {
+				return
+			}
+			if got.Op != tt.wantOp || got.Object != tt.wantObj || got.Previous != tt.wantPrev {
+				t.Fatalf("got op=%v object=%v previous=%v, want op=%v object=%v previous=%v", got.Op, got.Object, got.Previous, tt.wantOp, tt.wantObj, tt.wantPrev)
+			}
+		})
+	}
+}
+
+func TestCoalesceKeepsReplayID(t *testing.T) {
+	snap := &change.Change{Kind: kinds.ConfigMaps, Op: change.Snapshot, Object: cm("u1", "1"), ReplayID: "r1"}
+	upd := &change.Change{Kind: kinds.ConfigMaps, Op: change.Updated, Object: cm("u1", "2"), Previous: cm("u1", "1")}
+	got, ok := change.Coalesce(snap, upd)
+	if !ok || got.ReplayID != "r1" {
+		t.Fatalf("got %+v ok=%v, want the snapshot's replay id", got, ok)
+	}
+}
+
+func TestCoalesceImageStorageKeepsTransitions(t *testing.T) {
+	node := cm("n1", "1")
+	is := func(tr kubestreamv1.AlertTransition, prev, total int64, added ...string) *change.Change {
+		s := &kubestreamv1.ImageStorage{Transition: tr, PreviousTotalBytes: prev, TotalBytes: total}
+		for _, a := range added {
+			s.Added = append(s.Added, &kubestreamv1.Image{Names: []string{a}})
+		}
+		return &change.Change{Kind: kinds.Nodes, Op: change.Updated, Object: node, ImageStorage: s}
+	}
+	none := kubestreamv1.AlertTransition_ALERT_TRANSITION_NONE
+	firing := kubestreamv1.AlertTransition_ALERT_TRANSITION_FIRING
+	if _, ok := change.Coalesce(is(firing, 0, 10), is(none, 10, 20)); ok {
+		t.Fatal("a firing event was folded away")
+	}
+	if _, ok := change.Coalesce(is(none, 0, 10), is(firing, 10, 20)); ok {
+		t.Fatal("folded into a firing event")
+	}
+	got, ok := change.Coalesce(is(none, 5, 10, "a"), is(none, 10, 30, "b"))
+	if !ok {
+		t.Fatal("quiet image-storage events did not fold")
+	}
+	s := got.ImageStorage
+	if s.PreviousTotalBytes != 5 || s.TotalBytes != 30 || s.DeltaBytes != 25 || len(s.Added) != 2 {
+		t.Fatalf("folded event = %v, want previous 5, total 30, delta 25, two added", s)
+	}
+}
+
+func TestKeySeparatesKindsAndDerivedStreams(t *testing.T) {
+	obj := cm("u1", "1")
+	c := &change.Change{Kind: kinds.ConfigMaps, Op: change.Created, Object: obj}
+	if got := c.Key(); got != "configmaps/ns/a.b" {
+		t.Fatalf("key = %q", got)
+	}
+	d := &change.Change{Kind: kinds.ConfigMaps, Op: change.Deleted, Previous: obj, ImageStorage: &kubestreamv1.ImageStorage{}}
+	if got := d.Key(); got != "imagestorage/ns/a.b" {
+		t.Fatalf("derived key = %q", got)
+	}
+}

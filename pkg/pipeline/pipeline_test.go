@@ -1,0 +1,339 @@
+package pipeline_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kubestream/kubestream/internal/testobj"
+	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
+	"github.com/kubestream/kubestream/pkg/change"
+	"github.com/kubestream/kubestream/pkg/event"
+	"github.com/kubestream/kubestream/pkg/kinds"
+	"github.com/kubestream/kubestream/pkg/pipeline"
+)
+
+// recordingSink acknowledges events in the order it receives them, after
+// an optional gate, and fails events as fail decides.
+type recordingSink struct {
+	mu    sync.Mutex
+	acked []*kubestreamv1.Event
+	tries map[string]int
+	gate  chan struct{} // closed to let Publish proceed; nil = open
+	fail  func(ev *kubestreamv1.Event, attempt int) error
+	delay func() time.Duration
+}
+
+func (s *recordingSink) Publish(ctx context.Context, events []*kubestreamv1.Event) []error {
+	if s.gate != nil {
+		select {
+		case <-s.gate:
+		case <-ctx.Done():
+			return allErr(len(events), ctx.Err())
+		}
+	}
+	if s.delay != nil {
+		time.Sleep(s.delay())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tries == nil {
+		s.tries = map[string]int{}
+	}
+	var errs []error
+	for i, ev := range events {
+		s.tries[ev.GetId()]++
+		if s.fail != nil {
+			if err := s.fail(ev, s.tries[ev.GetId()]); err != nil {
+				if errs == nil {
+					errs = make([]error, len(events))
+				}
+				errs[i] = err
+				continue
+			}
+		}
+		s.acked = append(s.acked, ev)
+	}
+	return errs
+}
+
+func allErr(n int, err error) []error {
+	out := make([]error, n)
+	for i := range out {
+		out[i] = err
+	}
+	return out
+}
+
+func (s *recordingSink) events() []*kubestreamv1.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*kubestreamv1.Event(nil), s.acked...)
+}
+
+func start(t *testing.T, sink pipeline.Sink, opts pipeline.Options) *pipeline.Pipeline {
+	t.Helper()
+	if opts.MinBackoff == 0 {
+		opts.MinBackoff, opts.MaxBackoff = time.Millisecond, 5*time.Millisecond
+	}
+	p := pipeline.New(sink, &event.Translator{Cluster: "test"}, opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return p
+}
+
+func waitIdle(t *testing.T, p *pipeline.Pipeline) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.WaitIdle(ctx); err != nil {
+		t.Fatalf("pipeline did not drain: %v (stats %+v)", err, p.Stats())
+	}
+}
+
+func cmChange(op change.Op, name, uid string, rv int) *change.Change {
+	obj := testobj.ConfigMap("ns", name, uid, strconv.Itoa(rv), map[string]string{"v": strconv.Itoa(rv)})
+	c := &change.Change{Kind: kinds.ConfigMaps, Op: op}
+	if op == change.Deleted {
+		c.Previous = obj
+	} else {
+		c.Object = obj
+	}
+	return c
+}
+
+func rvOf(ev *kubestreamv1.Event) int {
+	n, _ := strconv.Atoi(ev.GetObject().GetResourceVersion())
+	return n
+}
+
+func TestPerObjectOrderWithRetriesAndConcurrency(t *testing.T) {
+	sink := &recordingSink{
+		fail: func(ev *kubestreamv1.Event, attempt int) error {
+			if attempt == 1 && rand.IntN(5) == 0 {
+				return errors.New("broker hiccup")
+			}
+			return nil
+		},
+		delay: func() time.Duration { return time.Duration(rand.IntN(300)) * time.Microsecond },
+	}
+	p := start(t, sink, pipeline.Options{Workers: 4, BatchSize: 16})
+	const objects, updates = 40, 60
+	var wg sync.WaitGroup
+	for o := 0; o < objects; o++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			name := fmt.Sprintf("cm-%d", o)
+			p.Enqueue(cmChange(change.Created, name, name, 1))
+			for rv := 2; rv <= updates; rv++ {
+				c := cmChange(change.Updated, name, name, rv)
+				c.Previous = testobj.ConfigMap("ns", name, name, strconv.Itoa(rv-1), nil)
+				p.Enqueue(c)
+			}
+		}()
+	}
+	wg.Wait()
+	waitIdle(t, p)
+
+	last := map[string]int{}
+	for _, ev := range sink.events() {
+		name := ev.GetObject().GetName()
+		if rv := rvOf(ev); rv <= last[name] {
+			t.Fatalf("%s: resourceVersion %d published after %d", name, rv, last[name])
+		} else {
+			last[name] = rv
+		}
+	}
+	for o := 0; o < objects; o++ {
+		if name := fmt.Sprintf("cm-%d", o); last[name] != updates {
+			t.Errorf("%s: last published state %d, want %d", name, last[name], updates)
+		}
+	}
+	st := p.Stats()
+	if st.Retried == 0 || st.Failed != 0 || st.Pending != 0 {
+		t.Fatalf("stats %+v: want retries, no failures, nothing pending", st)
+	}
+}
+
+func TestMemoryBoundedByObjectsWhileSinkIsBlocked(t *testing.T) {
+	sink := &recordingSink{gate: make(chan struct{})}
+	p := start(t, sink, pipeline.Options{Workers: 2, BatchSize: 4})
+	const objects = 20
+	for rv := 1; rv <= 500; rv++ {
+		for o := 0; o < objects; o++ {
+			name := fmt.Sprintf("cm-%d", o)
+			op := change.Updated
+			if rv == 1 {
+				op = change.Created
+			}
+			c := cmChange(op, name, name, rv)
+			if op == change.Updated {
+				c.Previous = testobj.ConfigMap("ns", name, name, strconv.Itoa(rv-1), nil)
+			}
+			p.Enqueue(c)
+		}
+	}
+	st := p.Stats()
+	// One change in flight and one pending per object, at most.
+	if st.Pending > 2*objects || st.Keys != objects {
+		t.Fatalf("while blocked: %d pending changes for %d objects, want at most %d", st.Pending, st.Keys, 2*objects)
+	}
+	if st.Coalesced < 500*objects-2*objects {
+		t.Fatalf("coalesced %d, want nearly all of %d", st.Coalesced, 500*objects)
+	}
+	close(sink.gate)
+	waitIdle(t, p)
+	final := map[string]int{}
+	for _, ev := range sink.events() {
+		final[ev.GetObject().GetName()] = rvOf(ev)
+	}
+	for o := 0; o < objects; o++ {
+		if got := final[fmt.Sprintf("cm-%d", o)]; got != 500 {
+			t.Fatalf("cm-%d: final published state %d, want 500", o, got)
+		}
+	}
+}
+
+func TestDeletesSurviveCoalescingAndReCreatesStayInOrder(t *testing.T) {
+	sink := &recordingSink{gate: make(chan struct{})}
+	p := start(t, sink, pipeline.Options{Workers: 1, BatchSize: 1})
+	p.Enqueue(cmChange(change.Created, "blocker", "b", 1)) // occupies the only worker
+	time.Sleep(20 * time.Millisecond)
+	p.Enqueue(cmChange(change.Created, "x", "u1", 1))
+	u := cmChange(change.Updated, "x", "u1", 2)
+	u.Previous = testobj.ConfigMap("ns", "x", "u1", "1", nil)
+	p.Enqueue(u)
+	p.Enqueue(cmChange(change.Deleted, "x", "u1", 3))
+	p.Enqueue(cmChange(change.Created, "x", "u2", 4))
+	close(sink.gate)
+	waitIdle(t, p)
+
+	var got []string
+	for _, ev := range sink.events() {
+		if ev.GetObject().GetName() == "x" {
+			got = append(got, fmt.Sprintf("%s %s@%s", ev.GetOperation(), ev.GetObject().GetUid(), ev.GetObject().GetResourceVersion()))
+		}
+	}
+	want := []string{"OPERATION_DELETED u1@3", "OPERATION_CREATED u2@4"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("events of x = %v, want %v", got, want)
+	}
+}
+
+func TestReplayMarkersFenceTheirRound(t *testing.T) {
+	sink := &recordingSink{delay: func() time.Duration { return time.Duration(rand.IntN(200)) * time.Microsecond }}
+	p := start(t, sink, pipeline.Options{Workers: 4, BatchSize: 3})
+	marker := func(op change.Op) *change.Change {
+		return &change.Change{Op: op, ReplayID: "r1", Replay: &change.Replay{Kinds: []string{"configmaps"}}}
+	}
+	for i := 0; i < 20; i++ {
+		p.Enqueue(cmChange(change.Created, fmt.Sprintf("before-%d", i), fmt.Sprintf("b%d", i), 1))
+	}
+	p.Enqueue(marker(change.ReplayBegin))
+	for i := 0; i < 20; i++ {
+		c := cmChange(change.Snapshot, fmt.Sprintf("snap-%d", i), fmt.Sprintf("s%d", i), 1)
+		c.ReplayID = "r1"
+		p.Enqueue(c)
+	}
+	p.Enqueue(marker(change.ReplayEnd))
+	for i := 0; i < 20; i++ {
+		p.Enqueue(cmChange(change.Created, fmt.Sprintf("after-%d", i), fmt.Sprintf("a%d", i), 1))
+	}
+	waitIdle(t, p)
+
+	evs := sink.events()
+	pos := map[string]int{}
+	for i, ev := range evs {
+		pos[ev.GetOperation().String()+"/"+ev.GetObject().GetName()] = i
+	}
+	begin, end := pos["OPERATION_REPLAY_BEGIN/"], pos["OPERATION_REPLAY_END/"]
+	for i := 0; i < 20; i++ {
+		if b := pos[fmt.Sprintf("OPERATION_CREATED/before-%d", i)]; b > begin {
+			t.Errorf("before-%d at %d, after the begin marker at %d", i, b, begin)
+		}
+		if s := pos[fmt.Sprintf("OPERATION_SNAPSHOT/snap-%d", i)]; s < begin || s > end {
+			t.Errorf("snap-%d at %d, outside the round %d..%d", i, s, begin, end)
+		}
+		if a := pos[fmt.Sprintf("OPERATION_CREATED/after-%d", i)]; a < end {
+			t.Errorf("after-%d at %d, before the end marker at %d", i, a, end)
+		}
+	}
+	if len(evs) != 62 {
+		t.Fatalf("published %d events, want 62", len(evs))
+	}
+}
+
+func TestPermanentFailureDoesNotStallOthers(t *testing.T) {
+	sink := &recordingSink{fail: func(ev *kubestreamv1.Event, _ int) error {
+		if ev.GetObject().GetName() == "huge" && ev.GetObject().GetResourceVersion() == "1" {
+			return pipeline.Permanent(errors.New("message too large"))
+		}
+		return nil
+	}}
+	p := start(t, sink, pipeline.Options{})
+	p.Enqueue(cmChange(change.Created, "huge", "h", 1))
+	p.Enqueue(cmChange(change.Created, "small", "s", 1))
+	waitIdle(t, p)
+	// The object whose event failed is not stuck: its next change goes out.
+	u := cmChange(change.Updated, "huge", "h", 2)
+	u.Previous = testobj.ConfigMap("ns", "huge", "h", "1", nil)
+	p.Enqueue(u)
+	waitIdle(t, p)
+	if st := p.Stats(); st.Failed != 1 || st.Published != 2 {
+		t.Fatalf("stats %+v, want 1 failed and 2 published", st)
+	}
+}
+
+func TestRetryRepublishesTheSameEventID(t *testing.T) {
+	sink := &recordingSink{fail: func(_ *kubestreamv1.Event, attempt int) error {
+		if attempt < 3 {
+			return errors.New("not yet")
+		}
+		return nil
+	}}
+	p := start(t, sink, pipeline.Options{})
+	p.Enqueue(cmChange(change.Created, "x", "u1", 1))
+	waitIdle(t, p)
+	evs := sink.events()
+	if len(evs) != 1 || sink.tries[evs[0].GetId()] != 3 {
+		t.Fatalf("acked %d events after %v tries, want one event acked on its third try of the same id", len(evs), sink.tries)
+	}
+}
+
+func TestShutdownDrainsThenRefuses(t *testing.T) {
+	sink := &recordingSink{delay: func() time.Duration { return time.Millisecond }}
+	p := start(t, sink, pipeline.Options{Workers: 1, BatchSize: 1})
+	for i := 0; i < 10; i++ {
+		p.Enqueue(cmChange(change.Created, fmt.Sprintf("cm-%d", i), fmt.Sprint(i), 1))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if left := p.Shutdown(ctx); left != 0 {
+		t.Fatalf("%d left after shutdown", left)
+	}
+	if len(sink.events()) != 10 {
+		t.Fatalf("published %d of 10", len(sink.events()))
+	}
+	if p.Enqueue(cmChange(change.Created, "late", "l", 1)) {
+		t.Fatal("accepted a change after shutdown")
+	}
+}
+
+func TestShutdownDeadlineReportsWhatIsLeft(t *testing.T) {
+	sink := &recordingSink{fail: func(*kubestreamv1.Event, int) error { return errors.New("broker down") }}
+	p := start(t, sink, pipeline.Options{})
+	p.Enqueue(cmChange(change.Created, "x", "u1", 1))
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if left := p.Shutdown(ctx); left != 1 {
+		t.Fatalf("left = %d, want 1 unacknowledged change reported", left)
+	}
+}
