@@ -1412,7 +1412,19 @@ type ImageStorage struct {
 	// The node was deleted; this is its last image-storage event.
 	NodeDeleted bool `protobuf:"varint,18,opt,name=node_deleted,json=nodeDeleted,proto3" json:"node_deleted,omitempty"`
 	// The largest images on the node, largest first (at most 5).
-	TopImages     []*Image `protobuf:"bytes,19,rep,name=top_images,json=topImages,proto3" json:"top_images,omitempty"`
+	TopImages []*Image `protobuf:"bytes,19,rep,name=top_images,json=topImages,proto3" json:"top_images,omitempty"`
+	// Images present before and after the change whose size changed. Two
+	// reports are the same image when they share a digest name
+	// ("repo@sha256:..."), or, when either has no digest name, any name.
+	// Renames alone (a new tag on the same digest) change no storage and are
+	// not listed.
+	Resized []*ImageResize `protobuf:"bytes,20,rep,name=resized,proto3" json:"resized,omitempty"`
+	// The reporting limit lower_bound was judged against
+	// (--image-storage-max-images); 0 when no limit is assumed.
+	MaxImages int32 `protobuf:"varint,21,opt,name=max_images,json=maxImages,proto3" json:"max_images,omitempty"`
+	// The thresholds the severity was judged against, so a consumer can
+	// render "41GiB of 40GiB" without knowing kubestream's settings.
+	Thresholds    *ImageStorageThresholds `protobuf:"bytes,22,opt,name=thresholds,proto3" json:"thresholds,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1580,6 +1592,27 @@ func (x *ImageStorage) GetTopImages() []*Image {
 	return nil
 }
 
+func (x *ImageStorage) GetResized() []*ImageResize {
+	if x != nil {
+		return x.Resized
+	}
+	return nil
+}
+
+func (x *ImageStorage) GetMaxImages() int32 {
+	if x != nil {
+		return x.MaxImages
+	}
+	return 0
+}
+
+func (x *ImageStorage) GetThresholds() *ImageStorageThresholds {
+	if x != nil {
+		return x.Thresholds
+	}
+	return nil
+}
+
 type Image struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Names         []string               `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
@@ -1628,6 +1661,183 @@ func (x *Image) GetNames() []string {
 func (x *Image) GetSizeBytes() int64 {
 	if x != nil {
 		return x.SizeBytes
+	}
+	return 0
+}
+
+// ImageResize is an image whose size changed.
+type ImageResize struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The current names.
+	Names             []string `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
+	SizeBytes         int64    `protobuf:"varint,2,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	PreviousSizeBytes int64    `protobuf:"varint,3,opt,name=previous_size_bytes,json=previousSizeBytes,proto3" json:"previous_size_bytes,omitempty"`
+	// The names before the change, set only when they differ from names.
+	PreviousNames []string `protobuf:"bytes,4,rep,name=previous_names,json=previousNames,proto3" json:"previous_names,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImageResize) Reset() {
+	*x = ImageResize{}
+	mi := &file_kubestream_v1_event_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImageResize) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImageResize) ProtoMessage() {}
+
+func (x *ImageResize) ProtoReflect() protoreflect.Message {
+	mi := &file_kubestream_v1_event_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImageResize.ProtoReflect.Descriptor instead.
+func (*ImageResize) Descriptor() ([]byte, []int) {
+	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ImageResize) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
+func (x *ImageResize) GetSizeBytes() int64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+func (x *ImageResize) GetPreviousSizeBytes() int64 {
+	if x != nil {
+		return x.PreviousSizeBytes
+	}
+	return 0
+}
+
+func (x *ImageResize) GetPreviousNames() []string {
+	if x != nil {
+		return x.PreviousNames
+	}
+	return nil
+}
+
+// ImageStorageThresholds are the alerting thresholds in force; zero means
+// the check is off.
+type ImageStorageThresholds struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WarningBytes  int64                  `protobuf:"varint,1,opt,name=warning_bytes,json=warningBytes,proto3" json:"warning_bytes,omitempty"`
+	CriticalBytes int64                  `protobuf:"varint,2,opt,name=critical_bytes,json=criticalBytes,proto3" json:"critical_bytes,omitempty"`
+	// Shares of ephemeral-storage capacity, 0..1.
+	WarningShare               float64 `protobuf:"fixed64,3,opt,name=warning_share,json=warningShare,proto3" json:"warning_share,omitempty"`
+	CriticalShare              float64 `protobuf:"fixed64,4,opt,name=critical_share,json=criticalShare,proto3" json:"critical_share,omitempty"`
+	WarningGrowthBytesPerHour  float64 `protobuf:"fixed64,5,opt,name=warning_growth_bytes_per_hour,json=warningGrowthBytesPerHour,proto3" json:"warning_growth_bytes_per_hour,omitempty"`
+	CriticalGrowthBytesPerHour float64 `protobuf:"fixed64,6,opt,name=critical_growth_bytes_per_hour,json=criticalGrowthBytesPerHour,proto3" json:"critical_growth_bytes_per_hour,omitempty"`
+	// Growth window in seconds.
+	GrowthWindowSeconds int64 `protobuf:"varint,7,opt,name=growth_window_seconds,json=growthWindowSeconds,proto3" json:"growth_window_seconds,omitempty"`
+	// Hysteresis: a level is left only when the measure falls below
+	// threshold * (1 - resolve_margin).
+	ResolveMargin float64 `protobuf:"fixed64,8,opt,name=resolve_margin,json=resolveMargin,proto3" json:"resolve_margin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImageStorageThresholds) Reset() {
+	*x = ImageStorageThresholds{}
+	mi := &file_kubestream_v1_event_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImageStorageThresholds) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImageStorageThresholds) ProtoMessage() {}
+
+func (x *ImageStorageThresholds) ProtoReflect() protoreflect.Message {
+	mi := &file_kubestream_v1_event_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImageStorageThresholds.ProtoReflect.Descriptor instead.
+func (*ImageStorageThresholds) Descriptor() ([]byte, []int) {
+	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ImageStorageThresholds) GetWarningBytes() int64 {
+	if x != nil {
+		return x.WarningBytes
+	}
+	return 0
+}
+
+func (x *ImageStorageThresholds) GetCriticalBytes() int64 {
+	if x != nil {
+		return x.CriticalBytes
+	}
+	return 0
+}
+
+func (x *ImageStorageThresholds) GetWarningShare() float64 {
+	if x != nil {
+		return x.WarningShare
+	}
+	return 0
+}
+
+func (x *ImageStorageThresholds) GetCriticalShare() float64 {
+	if x != nil {
+		return x.CriticalShare
+	}
+	return 0
+}
+
+func (x *ImageStorageThresholds) GetWarningGrowthBytesPerHour() float64 {
+	if x != nil {
+		return x.WarningGrowthBytesPerHour
+	}
+	return 0
+}
+
+func (x *ImageStorageThresholds) GetCriticalGrowthBytesPerHour() float64 {
+	if x != nil {
+		return x.CriticalGrowthBytesPerHour
+	}
+	return 0
+}
+
+func (x *ImageStorageThresholds) GetGrowthWindowSeconds() int64 {
+	if x != nil {
+		return x.GrowthWindowSeconds
+	}
+	return 0
+}
+
+func (x *ImageStorageThresholds) GetResolveMargin() float64 {
+	if x != nil {
+		return x.ResolveMargin
 	}
 	return 0
 }
@@ -1751,7 +1961,7 @@ const file_kubestream_v1_event_proto_rawDesc = "" +
 	"\robject_counts\x18\x04 \x03(\v2-.kubestream.v1.ReplayMarker.ObjectCountsEntryR\fobjectCounts\x1a?\n" +
 	"\x11ObjectCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x83\a\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x9f\b\n" +
 	"\fImageStorage\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1f\n" +
 	"\vtotal_bytes\x18\x02 \x01(\x03R\n" +
@@ -1779,11 +1989,32 @@ const file_kubestream_v1_event_proto_rawDesc = "" +
 	"\x06reason\x18\x11 \x01(\tR\x06reason\x12!\n" +
 	"\fnode_deleted\x18\x12 \x01(\bR\vnodeDeleted\x123\n" +
 	"\n" +
-	"top_images\x18\x13 \x03(\v2\x14.kubestream.v1.ImageR\ttopImages\"<\n" +
+	"top_images\x18\x13 \x03(\v2\x14.kubestream.v1.ImageR\ttopImages\x124\n" +
+	"\aresized\x18\x14 \x03(\v2\x1a.kubestream.v1.ImageResizeR\aresized\x12\x1d\n" +
+	"\n" +
+	"max_images\x18\x15 \x01(\x05R\tmaxImages\x12E\n" +
+	"\n" +
+	"thresholds\x18\x16 \x01(\v2%.kubestream.v1.ImageStorageThresholdsR\n" +
+	"thresholds\"<\n" +
 	"\x05Image\x12\x14\n" +
 	"\x05names\x18\x01 \x03(\tR\x05names\x12\x1d\n" +
 	"\n" +
-	"size_bytes\x18\x02 \x01(\x03R\tsizeBytes*\xb9\x01\n" +
+	"size_bytes\x18\x02 \x01(\x03R\tsizeBytes\"\x99\x01\n" +
+	"\vImageResize\x12\x14\n" +
+	"\x05names\x18\x01 \x03(\tR\x05names\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x02 \x01(\x03R\tsizeBytes\x12.\n" +
+	"\x13previous_size_bytes\x18\x03 \x01(\x03R\x11previousSizeBytes\x12%\n" +
+	"\x0eprevious_names\x18\x04 \x03(\tR\rpreviousNames\"\x91\x03\n" +
+	"\x16ImageStorageThresholds\x12#\n" +
+	"\rwarning_bytes\x18\x01 \x01(\x03R\fwarningBytes\x12%\n" +
+	"\x0ecritical_bytes\x18\x02 \x01(\x03R\rcriticalBytes\x12#\n" +
+	"\rwarning_share\x18\x03 \x01(\x01R\fwarningShare\x12%\n" +
+	"\x0ecritical_share\x18\x04 \x01(\x01R\rcriticalShare\x12@\n" +
+	"\x1dwarning_growth_bytes_per_hour\x18\x05 \x01(\x01R\x19warningGrowthBytesPerHour\x12B\n" +
+	"\x1ecritical_growth_bytes_per_hour\x18\x06 \x01(\x01R\x1acriticalGrowthBytesPerHour\x122\n" +
+	"\x15growth_window_seconds\x18\a \x01(\x03R\x13growthWindowSeconds\x12%\n" +
+	"\x0eresolve_margin\x18\b \x01(\x01R\rresolveMargin*\xb9\x01\n" +
 	"\tOperation\x12\x19\n" +
 	"\x15OPERATION_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11OPERATION_CREATED\x10\x01\x12\x15\n" +
@@ -1825,63 +2056,67 @@ func file_kubestream_v1_event_proto_rawDescGZIP() []byte {
 }
 
 var file_kubestream_v1_event_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_kubestream_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_kubestream_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_kubestream_v1_event_proto_goTypes = []any{
-	(Operation)(0),                // 0: kubestream.v1.Operation
-	(ContentType)(0),              // 1: kubestream.v1.ContentType
-	(ReplayReason)(0),             // 2: kubestream.v1.ReplayReason
-	(Severity)(0),                 // 3: kubestream.v1.Severity
-	(AlertTransition)(0),          // 4: kubestream.v1.AlertTransition
-	(*Event)(nil),                 // 5: kubestream.v1.Event
-	(*ObjectRef)(nil),             // 6: kubestream.v1.ObjectRef
-	(*OwnerReference)(nil),        // 7: kubestream.v1.OwnerReference
-	(*ObjectChange)(nil),          // 8: kubestream.v1.ObjectChange
-	(*NodeSummary)(nil),           // 9: kubestream.v1.NodeSummary
-	(*Taint)(nil),                 // 10: kubestream.v1.Taint
-	(*PodSummary)(nil),            // 11: kubestream.v1.PodSummary
-	(*DeploymentSummary)(nil),     // 12: kubestream.v1.DeploymentSummary
-	(*ConfigMapSummary)(nil),      // 13: kubestream.v1.ConfigMapSummary
-	(*ReplayMarker)(nil),          // 14: kubestream.v1.ReplayMarker
-	(*ImageStorage)(nil),          // 15: kubestream.v1.ImageStorage
-	(*Image)(nil),                 // 16: kubestream.v1.Image
-	nil,                           // 17: kubestream.v1.ObjectRef.LabelsEntry
-	nil,                           // 18: kubestream.v1.NodeSummary.CapacityEntry
-	nil,                           // 19: kubestream.v1.NodeSummary.AllocatableEntry
-	nil,                           // 20: kubestream.v1.ConfigMapSummary.ValueSizesEntry
-	nil,                           // 21: kubestream.v1.ReplayMarker.ObjectCountsEntry
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(Operation)(0),                 // 0: kubestream.v1.Operation
+	(ContentType)(0),               // 1: kubestream.v1.ContentType
+	(ReplayReason)(0),              // 2: kubestream.v1.ReplayReason
+	(Severity)(0),                  // 3: kubestream.v1.Severity
+	(AlertTransition)(0),           // 4: kubestream.v1.AlertTransition
+	(*Event)(nil),                  // 5: kubestream.v1.Event
+	(*ObjectRef)(nil),              // 6: kubestream.v1.ObjectRef
+	(*OwnerReference)(nil),         // 7: kubestream.v1.OwnerReference
+	(*ObjectChange)(nil),           // 8: kubestream.v1.ObjectChange
+	(*NodeSummary)(nil),            // 9: kubestream.v1.NodeSummary
+	(*Taint)(nil),                  // 10: kubestream.v1.Taint
+	(*PodSummary)(nil),             // 11: kubestream.v1.PodSummary
+	(*DeploymentSummary)(nil),      // 12: kubestream.v1.DeploymentSummary
+	(*ConfigMapSummary)(nil),       // 13: kubestream.v1.ConfigMapSummary
+	(*ReplayMarker)(nil),           // 14: kubestream.v1.ReplayMarker
+	(*ImageStorage)(nil),           // 15: kubestream.v1.ImageStorage
+	(*Image)(nil),                  // 16: kubestream.v1.Image
+	(*ImageResize)(nil),            // 17: kubestream.v1.ImageResize
+	(*ImageStorageThresholds)(nil), // 18: kubestream.v1.ImageStorageThresholds
+	nil,                            // 19: kubestream.v1.ObjectRef.LabelsEntry
+	nil,                            // 20: kubestream.v1.NodeSummary.CapacityEntry
+	nil,                            // 21: kubestream.v1.NodeSummary.AllocatableEntry
+	nil,                            // 22: kubestream.v1.ConfigMapSummary.ValueSizesEntry
+	nil,                            // 23: kubestream.v1.ReplayMarker.ObjectCountsEntry
+	(*timestamppb.Timestamp)(nil),  // 24: google.protobuf.Timestamp
 }
 var file_kubestream_v1_event_proto_depIdxs = []int32{
 	0,  // 0: kubestream.v1.Event.operation:type_name -> kubestream.v1.Operation
 	6,  // 1: kubestream.v1.Event.object:type_name -> kubestream.v1.ObjectRef
-	22, // 2: kubestream.v1.Event.observed_at:type_name -> google.protobuf.Timestamp
+	24, // 2: kubestream.v1.Event.observed_at:type_name -> google.protobuf.Timestamp
 	8,  // 3: kubestream.v1.Event.change:type_name -> kubestream.v1.ObjectChange
 	14, // 4: kubestream.v1.Event.replay:type_name -> kubestream.v1.ReplayMarker
 	15, // 5: kubestream.v1.Event.image_storage:type_name -> kubestream.v1.ImageStorage
-	17, // 6: kubestream.v1.ObjectRef.labels:type_name -> kubestream.v1.ObjectRef.LabelsEntry
+	19, // 6: kubestream.v1.ObjectRef.labels:type_name -> kubestream.v1.ObjectRef.LabelsEntry
 	7,  // 7: kubestream.v1.ObjectRef.owner_references:type_name -> kubestream.v1.OwnerReference
 	1,  // 8: kubestream.v1.ObjectChange.content_type:type_name -> kubestream.v1.ContentType
 	9,  // 9: kubestream.v1.ObjectChange.node:type_name -> kubestream.v1.NodeSummary
 	11, // 10: kubestream.v1.ObjectChange.pod:type_name -> kubestream.v1.PodSummary
 	12, // 11: kubestream.v1.ObjectChange.deployment:type_name -> kubestream.v1.DeploymentSummary
 	13, // 12: kubestream.v1.ObjectChange.config_map:type_name -> kubestream.v1.ConfigMapSummary
-	18, // 13: kubestream.v1.NodeSummary.capacity:type_name -> kubestream.v1.NodeSummary.CapacityEntry
-	19, // 14: kubestream.v1.NodeSummary.allocatable:type_name -> kubestream.v1.NodeSummary.AllocatableEntry
+	20, // 13: kubestream.v1.NodeSummary.capacity:type_name -> kubestream.v1.NodeSummary.CapacityEntry
+	21, // 14: kubestream.v1.NodeSummary.allocatable:type_name -> kubestream.v1.NodeSummary.AllocatableEntry
 	10, // 15: kubestream.v1.NodeSummary.taints:type_name -> kubestream.v1.Taint
-	20, // 16: kubestream.v1.ConfigMapSummary.value_sizes:type_name -> kubestream.v1.ConfigMapSummary.ValueSizesEntry
+	22, // 16: kubestream.v1.ConfigMapSummary.value_sizes:type_name -> kubestream.v1.ConfigMapSummary.ValueSizesEntry
 	2,  // 17: kubestream.v1.ReplayMarker.reason:type_name -> kubestream.v1.ReplayReason
-	21, // 18: kubestream.v1.ReplayMarker.object_counts:type_name -> kubestream.v1.ReplayMarker.ObjectCountsEntry
+	23, // 18: kubestream.v1.ReplayMarker.object_counts:type_name -> kubestream.v1.ReplayMarker.ObjectCountsEntry
 	16, // 19: kubestream.v1.ImageStorage.added:type_name -> kubestream.v1.Image
 	16, // 20: kubestream.v1.ImageStorage.removed:type_name -> kubestream.v1.Image
 	3,  // 21: kubestream.v1.ImageStorage.severity:type_name -> kubestream.v1.Severity
 	3,  // 22: kubestream.v1.ImageStorage.previous_severity:type_name -> kubestream.v1.Severity
 	4,  // 23: kubestream.v1.ImageStorage.transition:type_name -> kubestream.v1.AlertTransition
 	16, // 24: kubestream.v1.ImageStorage.top_images:type_name -> kubestream.v1.Image
-	25, // [25:25] is the sub-list for method output_type
-	25, // [25:25] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	17, // 25: kubestream.v1.ImageStorage.resized:type_name -> kubestream.v1.ImageResize
+	18, // 26: kubestream.v1.ImageStorage.thresholds:type_name -> kubestream.v1.ImageStorageThresholds
+	27, // [27:27] is the sub-list for method output_type
+	27, // [27:27] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_kubestream_v1_event_proto_init() }
@@ -1906,7 +2141,7 @@ func file_kubestream_v1_event_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kubestream_v1_event_proto_rawDesc), len(file_kubestream_v1_event_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
