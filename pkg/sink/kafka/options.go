@@ -1,0 +1,247 @@
+package kafka
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// Defaults of Options. They are the values users get from the flags.
+const (
+	DefaultTopicPrefix       = "kubestream"
+	DefaultPartitions        = 6
+	DefaultReplicationFactor = -1 // the broker's default.replication.factor
+	DefaultCleanupPolicy     = "delete"
+	DefaultCompression       = "snappy"
+	DefaultBatchSize         = 1000
+	// DefaultBatchBytes stays below the broker default message.max.bytes
+	// (1048588) with room for the record batch's own framing, so a full
+	// batch is never rejected as a whole.
+	DefaultBatchBytes   = 1000000
+	DefaultBatchTimeout = 2 * time.Millisecond
+	DefaultWriteTimeout = 10 * time.Second
+	DefaultDialTimeout  = 5 * time.Second
+	DefaultClientID     = "kubestream"
+)
+
+// Options configure the Kafka sink. Zero values are not defaults: build
+// Options with AddFlags or start from NewOptions.
+type Options struct {
+	// Brokers are the bootstrap addresses, host:port.
+	Brokers []string
+
+	// TopicPrefix names the per-kind topics: <prefix>.pods, <prefix>.nodes,
+	// <prefix>.deployments, <prefix>.configmaps, <prefix>.imagestorage.
+	TopicPrefix string
+	// Topic, when set, puts every event into this one topic instead.
+	Topic string
+
+	// CreateTopics creates missing topics, on first use, with Partitions,
+	// ReplicationFactor, CleanupPolicy and TopicConfig.
+	CreateTopics      bool
+	Partitions        int
+	ReplicationFactor int
+	CleanupPolicy     string
+	// TopicConfig are further topic settings for created topics, key=value
+	// (retention.ms=604800000).
+	TopicConfig []string
+
+	// Tombstones writes a record with a null value and the object's key after
+	// every delete, so a compacted topic forgets deleted objects.
+	Tombstones bool
+
+	// Compression codec: none, gzip, snappy, lz4 or zstd.
+	Compression string
+	// BatchSize is the most records per produce batch and partition.
+	BatchSize int
+	// BatchBytes is the most bytes (uncompressed) per produce batch and
+	// partition; a single record larger than this is compressed on its own,
+	// else trimmed (see Sink).
+	BatchBytes int
+	// BatchTimeout is how long a partial batch waits for more records.
+	BatchTimeout time.Duration
+	// WriteTimeout bounds one produce request.
+	WriteTimeout time.Duration
+	// DialTimeout bounds connecting (TCP, TLS and SASL) and the broker check
+	// at Open.
+	DialTimeout time.Duration
+	ClientID    string
+
+	TLS  TLSOptions
+	SASL SASLOptions
+}
+
+// TLSOptions configure TLS to the brokers. Any of them enables TLS.
+type TLSOptions struct {
+	Enable bool
+	// CAFile verifies the brokers' certificates (default: system roots).
+	CAFile string
+	// CertFile and KeyFile are the client certificate for mutual TLS.
+	CertFile, KeyFile  string
+	ServerName         string
+	InsecureSkipVerify bool
+}
+
+func (t TLSOptions) enabled() bool {
+	return t.Enable || t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != "" || t.InsecureSkipVerify
+}
+
+// SASLOptions configure SASL authentication.
+type SASLOptions struct {
+	// Mechanism: "" (none), plain, scram-sha-256 or scram-sha-512.
+	Mechanism string
+	Username  string
+	// Password or PasswordFile (one of them).
+	Password     string
+	PasswordFile string
+}
+
+// NewOptions returns Options with every default set.
+func NewOptions() Options {
+	return Options{
+		TopicPrefix:       DefaultTopicPrefix,
+		Partitions:        DefaultPartitions,
+		ReplicationFactor: DefaultReplicationFactor,
+		CleanupPolicy:     DefaultCleanupPolicy,
+		Compression:       DefaultCompression,
+		BatchSize:         DefaultBatchSize,
+		BatchBytes:        DefaultBatchBytes,
+		BatchTimeout:      DefaultBatchTimeout,
+		WriteTimeout:      DefaultWriteTimeout,
+		DialTimeout:       DefaultDialTimeout,
+		ClientID:          DefaultClientID,
+	}
+}
+
+// AddFlags registers the --kafka-* flags, bound to o, with o's current
+// values as defaults. Every flag can also be set as KUBESTREAM_<FLAG> or in
+// the config file (pkg/config).
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	fs.StringSliceVar(&o.Brokers, "kafka-brokers", o.Brokers, "Kafka bootstrap brokers, host:port, comma-separated (required with --sink kafka)")
+	fs.StringVar(&o.TopicPrefix, "kafka-topic-prefix", o.TopicPrefix, "prefix of the per-kind topics: <prefix>.pods, .nodes, .deployments, .configmaps, .imagestorage")
+	fs.StringVar(&o.Topic, "kafka-topic", o.Topic, "put every event into this one topic instead of one topic per kind")
+	fs.BoolVar(&o.CreateTopics, "kafka-create-topics", o.CreateTopics, "create missing topics on first use with --kafka-topic-partitions, --kafka-topic-replication-factor and --kafka-topic-cleanup-policy")
+	fs.IntVar(&o.Partitions, "kafka-topic-partitions", o.Partitions, "partitions of created topics")
+	fs.IntVar(&o.ReplicationFactor, "kafka-topic-replication-factor", o.ReplicationFactor, "replication factor of created topics; -1 uses the broker's default.replication.factor")
+	fs.StringVar(&o.CleanupPolicy, "kafka-topic-cleanup-policy", o.CleanupPolicy, "cleanup.policy of created topics: delete, compact or compact,delete (compact keeps the latest state per object)")
+	fs.StringSliceVar(&o.TopicConfig, "kafka-topic-config", o.TopicConfig, "further settings of created topics, key=value, comma-separated (retention.ms=604800000)")
+	fs.BoolVar(&o.Tombstones, "kafka-tombstones", o.Tombstones, "after each delete, also write a tombstone (same key, null value) so compacted topics forget the object")
+	fs.StringVar(&o.Compression, "kafka-compression", o.Compression, "compression codec: none, gzip, snappy, lz4 or zstd")
+	fs.IntVar(&o.BatchSize, "kafka-batch-size", o.BatchSize, "most records per produce batch and partition")
+	fs.IntVar(&o.BatchBytes, "kafka-batch-bytes", o.BatchBytes, "most bytes per produce batch and partition, before compression; keep it below the topics' max.message.bytes. Larger single events are compressed alone, else trimmed")
+	fs.DurationVar(&o.BatchTimeout, "kafka-batch-timeout", o.BatchTimeout, "how long a partial batch waits for more records before it is sent (adds to latency)")
+	fs.DurationVar(&o.WriteTimeout, "kafka-write-timeout", o.WriteTimeout, "time limit of one produce request")
+	fs.DurationVar(&o.DialTimeout, "kafka-dial-timeout", o.DialTimeout, "time limit to connect to a broker, TLS and SASL included; also the start-up check")
+	fs.StringVar(&o.ClientID, "kafka-client-id", o.ClientID, "client id sent to the brokers (quotas, logs)")
+	fs.BoolVar(&o.TLS.Enable, "kafka-tls", o.TLS.Enable, "connect with TLS (implied by any other --kafka-tls-* flag)")
+	fs.StringVar(&o.TLS.CAFile, "kafka-tls-ca-file", o.TLS.CAFile, "PEM CA bundle that signs the brokers' certificates (default: system roots)")
+	fs.StringVar(&o.TLS.CertFile, "kafka-tls-cert-file", o.TLS.CertFile, "PEM client certificate for mutual TLS (with --kafka-tls-key-file)")
+	fs.StringVar(&o.TLS.KeyFile, "kafka-tls-key-file", o.TLS.KeyFile, "PEM private key of --kafka-tls-cert-file")
+	fs.StringVar(&o.TLS.ServerName, "kafka-tls-server-name", o.TLS.ServerName, "name to verify in the brokers' certificates (default: the broker host)")
+	fs.BoolVar(&o.TLS.InsecureSkipVerify, "kafka-tls-insecure-skip-verify", o.TLS.InsecureSkipVerify, "do not verify the brokers' certificates (testing only)")
+	fs.StringVar(&o.SASL.Mechanism, "kafka-sasl-mechanism", o.SASL.Mechanism, "SASL mechanism: plain, scram-sha-256 or scram-sha-512 (empty: no SASL)")
+	fs.StringVar(&o.SASL.Username, "kafka-sasl-username", o.SASL.Username, "SASL user name")
+	fs.StringVar(&o.SASL.Password, "kafka-sasl-password", o.SASL.Password, "SASL password; prefer KUBESTREAM_KAFKA_SASL_PASSWORD or --kafka-sasl-password-file over the command line")
+	fs.StringVar(&o.SASL.PasswordFile, "kafka-sasl-password-file", o.SASL.PasswordFile, "file holding the SASL password (a mounted Secret)")
+}
+
+var compressions = []string{"none", "gzip", "snappy", "lz4", "zstd"}
+
+var saslMechanisms = []string{"plain", "scram-sha-256", "scram-sha-512"}
+
+// Validate reports every problem of o, each saying what is wrong and how to
+// fix it.
+func (o *Options) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if len(o.Brokers) == 0 {
+		bad("--kafka-brokers is required with --sink kafka: give the bootstrap brokers as host:port,host:port")
+	}
+	for _, b := range o.Brokers {
+		if _, port, err := net.SplitHostPort(strings.TrimSpace(b)); err != nil || port == "" {
+			bad("--kafka-brokers: %q is not host:port (for example kafka-0.kafka:9092)", b)
+		}
+	}
+	if o.Topic != "" {
+		if err := validTopic(o.Topic); err != nil {
+			bad("--kafka-topic: %v", err)
+		}
+	} else if err := validTopic(o.TopicPrefix + ".imagestorage"); err != nil {
+		bad("--kafka-topic-prefix %q: %v", o.TopicPrefix, err)
+	}
+	if o.CreateTopics {
+		if o.Partitions < 1 {
+			bad("--kafka-topic-partitions must be at least 1, got %d", o.Partitions)
+		}
+		if o.ReplicationFactor == 0 || o.ReplicationFactor < -1 {
+			bad("--kafka-topic-replication-factor must be -1 (broker default) or at least 1, got %d", o.ReplicationFactor)
+		}
+		switch o.CleanupPolicy {
+		case "delete", "compact", "compact,delete", "delete,compact":
+		default:
+			bad("--kafka-topic-cleanup-policy %q is unknown: use delete, compact or compact,delete", o.CleanupPolicy)
+		}
+		for _, kv := range o.TopicConfig {
+			if k, _, ok := strings.Cut(kv, "="); !ok || strings.TrimSpace(k) == "" {
+				bad("--kafka-topic-config %q is not key=value (for example retention.ms=604800000)", kv)
+			}
+		}
+	}
+	if _, err := parseCompression(o.Compression); err != nil {
+		errs = append(errs, err)
+	}
+	if o.BatchSize < 1 {
+		bad("--kafka-batch-size must be at least 1, got %d", o.BatchSize)
+	}
+	if o.BatchBytes < 1024 {
+		bad("--kafka-batch-bytes must be at least 1024, got %d", o.BatchBytes)
+	}
+	if o.BatchTimeout <= 0 {
+		bad("--kafka-batch-timeout must be positive (for example 2ms), got %s", o.BatchTimeout)
+	}
+	if o.WriteTimeout <= 0 || o.DialTimeout <= 0 {
+		bad("--kafka-write-timeout and --kafka-dial-timeout must be positive")
+	}
+	if (o.TLS.CertFile == "") != (o.TLS.KeyFile == "") {
+		bad("--kafka-tls-cert-file and --kafka-tls-key-file go together: give both for mutual TLS, or neither")
+	}
+	switch strings.ToLower(o.SASL.Mechanism) {
+	case "":
+		if o.SASL.Username != "" || o.SASL.Password != "" || o.SASL.PasswordFile != "" {
+			bad("SASL credentials given without --kafka-sasl-mechanism: set it to one of %s", strings.Join(saslMechanisms, ", "))
+		}
+	case "plain", "scram-sha-256", "scram-sha-512":
+		if o.SASL.Username == "" {
+			bad("--kafka-sasl-mechanism %s needs --kafka-sasl-username", o.SASL.Mechanism)
+		}
+		if o.SASL.Password == "" && o.SASL.PasswordFile == "" {
+			bad("--kafka-sasl-mechanism %s needs a password: set KUBESTREAM_KAFKA_SASL_PASSWORD or --kafka-sasl-password-file", o.SASL.Mechanism)
+		}
+		if o.SASL.Password != "" && o.SASL.PasswordFile != "" {
+			bad("the SASL password is given both directly and as --kafka-sasl-password-file: use one")
+		}
+	default:
+		bad("--kafka-sasl-mechanism %q is unknown: use one of %s", o.SASL.Mechanism, strings.Join(saslMechanisms, ", "))
+	}
+	return errors.Join(errs...)
+}
+
+// validTopic applies Kafka's topic name rules.
+func validTopic(t string) error {
+	if t == "" || t == "." || t == ".." {
+		return fmt.Errorf("topic name %q is invalid", t)
+	}
+	if len(t) > 249 {
+		return fmt.Errorf("topic name %q is longer than 249 characters", t)
+	}
+	for _, r := range t {
+		if !(r == '.' || r == '_' || r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			return fmt.Errorf("topic name %q may hold only letters, digits, '.', '_' and '-'", t)
+		}
+	}
+	return nil
+}

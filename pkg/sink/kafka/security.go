@@ -1,0 +1,95 @@
+package kafka
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"strings"
+
+	kafkago "github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
+	"github.com/segmentio/kafka-go/sasl/plain"
+	"github.com/segmentio/kafka-go/sasl/scram"
+
+	"github.com/kubestream/kubestream/pkg/config"
+)
+
+// tlsConfig builds the client TLS configuration, nil when TLS is off.
+func (t TLSOptions) tlsConfig() (*tls.Config, error) {
+	if !t.enabled() {
+		return nil, nil
+	}
+	cfg := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		ServerName:         t.ServerName,
+		InsecureSkipVerify: t.InsecureSkipVerify, //nolint:gosec // opt-in, documented as testing only
+	}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read --kafka-tls-ca-file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--kafka-tls-ca-file %s holds no PEM certificate", t.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("load client certificate --kafka-tls-cert-file %s / --kafka-tls-key-file %s: %w", t.CertFile, t.KeyFile, err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// mechanism builds the SASL mechanism, nil when SASL is off.
+func (s SASLOptions) mechanism() (sasl.Mechanism, error) {
+	mech := strings.ToLower(s.Mechanism)
+	if mech == "" {
+		return nil, nil
+	}
+	password, err := config.Secret(s.Password, s.PasswordFile, "SASL password")
+	if err != nil {
+		return nil, err
+	}
+	if password == "" {
+		return nil, fmt.Errorf("the SASL password is empty: check KUBESTREAM_KAFKA_SASL_PASSWORD or --kafka-sasl-password-file")
+	}
+	switch mech {
+	case "plain":
+		return plain.Mechanism{Username: s.Username, Password: password}, nil
+	case "scram-sha-256":
+		return scramMechanism(scram.SHA256, s.Username, password)
+	case "scram-sha-512":
+		return scramMechanism(scram.SHA512, s.Username, password)
+	}
+	return nil, fmt.Errorf("--kafka-sasl-mechanism %q is unknown: use one of %s", s.Mechanism, strings.Join(saslMechanisms, ", "))
+}
+
+func scramMechanism(algo scram.Algorithm, user, password string) (sasl.Mechanism, error) {
+	m, err := scram.Mechanism(algo, user, password)
+	if err != nil {
+		return nil, fmt.Errorf("set up SASL %s: %w", algo.Name(), err)
+	}
+	return m, nil
+}
+
+func parseCompression(s string) (kafkago.Compression, error) {
+	switch strings.ToLower(s) {
+	case "none", "":
+		return 0, nil
+	case "gzip":
+		return kafkago.Gzip, nil
+	case "snappy":
+		return kafkago.Snappy, nil
+	case "lz4":
+		return kafkago.Lz4, nil
+	case "zstd":
+		return kafkago.Zstd, nil
+	}
+	return 0, fmt.Errorf("--kafka-compression %q is unknown: use one of %s", s, strings.Join(compressions, ", "))
+}

@@ -1,0 +1,611 @@
+// Package kafka publishes kubestream events to Kafka with segmentio/kafka-go.
+//
+// Every event becomes one record whose value is the protobuf
+// kubestream.v1.Event, whose key is the object's identity
+// ("pods/default/web-0") and whose headers (ks-id, ks-op, ks-kind, ...) let
+// consumers route without decoding. By default each kind has its own topic
+// (<prefix>.pods, ...); Options.Topic puts everything into one.
+//
+// Guarantees, given the pipeline's one-event-in-flight-per-object rule:
+//   - Publish returns only after every record was acknowledged by all
+//     in-sync replicas (acks=all), or with one error per event.
+//   - kafka-go does not retry on its own (MaxAttempts 1): the pipeline is the
+//     only retry loop, so nothing is retried behind its back and a slow
+//     broker does not hold Publish for ten internal attempts.
+//   - Events of one object share a key, so a partition, so their order.
+//   - Replay markers are written to every partition of every topic their
+//     round covers, so every consumer sees the round's boundaries.
+//   - An event too large for Kafka is compressed on its own, else trimmed
+//     (Event.change.truncated), else failed with pipeline.Permanent; it
+//     never blocks other objects.
+package kafka
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+	"google.golang.org/protobuf/proto"
+	"k8s.io/klog/v2"
+
+	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
+	"github.com/kubestream/kubestream/pkg/event"
+	"github.com/kubestream/kubestream/pkg/kinds"
+	"github.com/kubestream/kubestream/pkg/pipeline"
+)
+
+// ErrNoBroker is returned by Open when no broker answered.
+var ErrNoBroker = errors.New("no Kafka broker answered")
+
+// Sink publishes events to Kafka. It is safe for concurrent use.
+type Sink struct {
+	opts      Options
+	addr      net.Addr
+	transport *kafkago.Transport
+	client    *kafkago.Client
+	// writer carries every record that fits in a batch.
+	writer *kafkago.Writer
+	// alone writes one record per request without kafka-go's local size
+	// check: oversized records (compressed on their own) and records whose
+	// batch the broker refused, to find out which record was too large.
+	alone      *kafkago.Writer
+	aloneCodec kafkago.Compression
+
+	topicMu sync.Mutex // serializes topic look-ups and creation
+	mu      sync.Mutex
+	ready   map[string]bool // topics known to exist
+
+	records, tombstones, markerCopies, compressed, trimmed, tooLarge atomic.Uint64
+}
+
+// Stats are the sink's counters since Open.
+type Stats struct {
+	// Records acknowledged, tombstones and marker copies included.
+	Records uint64
+	// Tombstones acknowledged.
+	Tombstones uint64
+	// MarkerCopies acknowledged: one per partition and replay marker.
+	MarkerCopies uint64
+	// Compressed counts oversized events accepted once compressed alone.
+	Compressed uint64
+	// Trimmed counts events published without some object states.
+	Trimmed uint64
+	// TooLarge counts events failed because they never fit.
+	TooLarge uint64
+}
+
+// Open validates opts, checks that a broker answers (within DialTimeout,
+// trying every address) and returns a ready sink.
+func Open(ctx context.Context, opts Options) (*Sink, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	tlsCfg, err := opts.TLS.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	mech, err := opts.SASL.mechanism()
+	if err != nil {
+		return nil, err
+	}
+	codec, err := parseCompression(opts.Compression)
+	if err != nil {
+		return nil, err
+	}
+	brokers := make([]string, len(opts.Brokers))
+	for i, b := range opts.Brokers {
+		brokers[i] = strings.TrimSpace(b)
+	}
+	dialer := &net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second}
+	newTransport := func() *kafkago.Transport {
+		return &kafkago.Transport{
+			Dial:        dialer.DialContext,
+			DialTimeout: opts.DialTimeout,
+			TLS:         tlsCfg,
+			SASL:        mech,
+			ClientID:    opts.ClientID,
+		}
+	}
+	if err := probe(ctx, brokers, newTransport(), opts.DialTimeout); err != nil {
+		return nil, err
+	}
+
+	s := &Sink{opts: opts, addr: kafkago.TCP(brokers...), transport: newTransport(), ready: map[string]bool{}}
+	s.client = &kafkago.Client{Addr: s.addr, Transport: s.transport, Timeout: opts.WriteTimeout}
+	s.writer = &kafkago.Writer{
+		Addr:      s.addr,
+		Transport: s.transport,
+		Balancer:  &balancer{},
+		// Not kafka-go's defaults: it acks nothing and lingers up to 1s.
+		RequiredAcks: kafkago.RequireAll,
+		BatchTimeout: opts.BatchTimeout,
+		BatchSize:    opts.BatchSize,
+		BatchBytes:   int64(opts.BatchBytes),
+		Compression:  codec,
+		MaxAttempts:  1,
+		ReadTimeout:  opts.WriteTimeout,
+		WriteTimeout: opts.WriteTimeout,
+	}
+	// Oversized records are compressed even when --kafka-compression is
+	// none: zstd shrinks Kubernetes objects the most (every broker since
+	// Kafka 2.1 accepts it).
+	s.aloneCodec = codec
+	if codec == 0 {
+		s.aloneCodec = kafkago.Zstd
+	}
+	s.alone = &kafkago.Writer{
+		Addr:         s.addr,
+		Transport:    s.transport,
+		Balancer:     &balancer{},
+		RequiredAcks: kafkago.RequireAll,
+		BatchTimeout: time.Millisecond,
+		BatchSize:    1,
+		// No local limit: the broker judges the compressed size.
+		BatchBytes:   math.MaxInt32,
+		Compression:  s.aloneCodec,
+		MaxAttempts:  1,
+		ReadTimeout:  opts.WriteTimeout,
+		WriteTimeout: opts.WriteTimeout,
+	}
+	klog.FromContext(ctx).Info("Connected to Kafka", "brokers", brokers, "topics", s.describeTopics(),
+		"compression", opts.Compression, "batchTimeout", opts.BatchTimeout.String(), "tls", tlsCfg != nil, "sasl", opts.SASL.Mechanism)
+	return s, nil
+}
+
+// probe asks every broker for metadata at once and succeeds when one
+// answers; the error names each address tried and why it failed.
+func probe(ctx context.Context, brokers []string, tr *kafkago.Transport, timeout time.Duration) error {
+	defer tr.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	errs := make([]error, len(brokers))
+	ok := make(chan struct{}, len(brokers))
+	var wg sync.WaitGroup
+	for i, b := range brokers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &kafkago.Client{Addr: kafkago.TCP(b), Transport: tr, Timeout: timeout}
+			_, err := c.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{}})
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			ok <- struct{}{}
+			cancel() // one answer is enough
+		}()
+	}
+	wg.Wait()
+	if len(ok) > 0 {
+		return nil
+	}
+	parts := make([]string, len(brokers))
+	for i, b := range brokers {
+		parts[i] = fmt.Sprintf("%s: %v", b, errs[i])
+	}
+	return fmt.Errorf("%w within %s; tried %s (check --kafka-brokers, that the brokers are up and reachable from here, and the --kafka-tls-* and --kafka-sasl-* settings)",
+		ErrNoBroker, timeout, strings.Join(parts, "; "))
+}
+
+func (s *Sink) topicFor(resource string) string {
+	if s.opts.Topic != "" {
+		return s.opts.Topic
+	}
+	return s.opts.TopicPrefix + "." + resource
+}
+
+func (s *Sink) describeTopics() string {
+	if s.opts.Topic != "" {
+		return s.opts.Topic
+	}
+	return s.opts.TopicPrefix + ".{" + strings.Join(append(kinds.Names(kinds.All()), kinds.ImageStorage), ",") + "}"
+}
+
+// Stats returns the counters.
+func (s *Sink) Stats() Stats {
+	return Stats{
+		Records:      s.records.Load(),
+		Tombstones:   s.tombstones.Load(),
+		MarkerCopies: s.markerCopies.Load(),
+		Compressed:   s.compressed.Load(),
+		Trimmed:      s.trimmed.Load(),
+		TooLarge:     s.tooLarge.Load(),
+	}
+}
+
+// Publish writes the events and returns once Kafka acknowledged them: nil
+// when all were, else one error per event (nil for those that were).
+func (s *Sink) Publish(ctx context.Context, events []*kubestreamv1.Event) []error {
+	errs := make([]error, len(events))
+	failed := false
+	fail := func(i int, err error) {
+		if err != nil && errs[i] == nil {
+			errs[i] = err
+			failed = true
+		}
+	}
+
+	recs := make([][]kafkago.Message, len(events))
+	for i, ev := range events {
+		var err error
+		if ev.GetReplay() != nil {
+			recs[i], err = s.markerRecords(ctx, ev)
+		} else if recs[i], err = s.objectRecords(ev); err != nil {
+			err = pipeline.Permanent(err)
+		}
+		fail(i, err)
+	}
+	if topicErrs := s.ensureTopics(ctx, recs); len(topicErrs) > 0 {
+		for i, ms := range recs {
+			if errs[i] == nil && len(ms) > 0 {
+				fail(i, topicErrs[ms[0].Topic])
+			}
+		}
+	}
+
+	// Everything that fits goes in one WriteMessages call, so kafka-go
+	// batches per partition across events (and across concurrent calls).
+	var batch []kafkago.Message
+	var owner []int
+	var alone []int
+	for i, ms := range recs {
+		if errs[i] != nil {
+			continue
+		}
+		if recordSize(&ms[0]) > s.opts.BatchBytes {
+			alone = append(alone, i)
+			continue
+		}
+		for range ms {
+			owner = append(owner, i)
+		}
+		batch = append(batch, ms...)
+	}
+	if len(batch) > 0 {
+		werr := s.writer.WriteMessages(ctx, batch...)
+		var perRecord kafkago.WriteErrors
+		isPerRecord := errors.As(werr, &perRecord) && len(perRecord) == len(batch)
+		refused := map[int]bool{}
+		for j := range batch {
+			err := werr
+			if isPerRecord {
+				err = perRecord[j]
+			}
+			i := owner[j]
+			switch {
+			case err == nil:
+			case isTooLarge(err) && events[i].GetReplay() == nil:
+				// The broker refused the whole batch; find out alone
+				// whether this event is the one too large.
+				refused[i] = true
+			default:
+				fail(i, s.publishError(events[i], batch[j].Topic, err))
+			}
+		}
+		for i := range refused {
+			if errs[i] == nil {
+				alone = append(alone, i)
+			}
+		}
+		sort.Ints(alone)
+	}
+	for _, i := range alone {
+		fail(i, s.publishAlone(ctx, events[i], recs[i]))
+	}
+	for i, ms := range recs {
+		if errs[i] == nil {
+			s.count(ms)
+		}
+	}
+	if !failed {
+		return nil
+	}
+	return errs
+}
+
+func (s *Sink) count(ms []kafkago.Message) {
+	for _, m := range ms {
+		s.records.Add(1)
+		switch {
+		case m.Value == nil:
+			s.tombstones.Add(1)
+		case m.WriterData != nil:
+			s.markerCopies.Add(1)
+		}
+	}
+}
+
+// publishError wraps a write error with context; an unknown topic makes the
+// next attempt look the topic up (and create it) again.
+func (s *Sink) publishError(ev *kubestreamv1.Event, topic string, err error) error {
+	if errors.Is(err, kafkago.UnknownTopicOrPartition) {
+		s.mu.Lock()
+		delete(s.ready, topic)
+		s.mu.Unlock()
+	}
+	return fmt.Errorf("publish event %s to Kafka topic %s: %w", ev.GetId(), topic, err)
+}
+
+// publishAlone writes the records of one event that did not fit in a batch:
+// compressed alone if that fits, else with object states dropped
+// (event.Trim), else it fails for good.
+func (s *Sink) publishAlone(ctx context.Context, ev *kubestreamv1.Event, ms []kafkago.Message) error {
+	topic := ms[0].Topic
+	size := recordSize(&ms[0])
+	limit := s.opts.BatchBytes
+	if size <= limit || s.fitsCompressed(&ms[0]) {
+		err := firstError(s.alone.WriteMessages(ctx, ms...))
+		if err == nil {
+			if size > limit {
+				s.compressed.Add(1)
+			}
+			return nil
+		}
+		if !isTooLarge(err) {
+			return s.publishError(ev, topic, err)
+		}
+	}
+	if ev.GetChange() == nil {
+		s.tooLarge.Add(1)
+		return pipeline.Permanent(fmt.Errorf("event %s is %d bytes, more than Kafka accepts (--kafka-batch-bytes %d): %w", ev.GetId(), size, limit, kafkago.MessageSizeTooLarge))
+	}
+	// Trim to what fits uncompressed; when the broker still refuses, its
+	// limit is lower than ours: drop the next state and try again.
+	overhead := size - len(ms[0].Value)
+	budget := min(limit, size-1) - overhead
+	cur := ev
+	for {
+		t := event.Trim(cur, budget)
+		if t == nil {
+			s.tooLarge.Add(1)
+			return pipeline.Permanent(fmt.Errorf("event %s is %d bytes and does not fit in Kafka's limit (--kafka-batch-bytes %d, or the topic's max.message.bytes) even without object states: %w",
+				ev.GetId(), size, limit, kafkago.MessageSizeTooLarge))
+		}
+		tms, err := s.objectRecords(t)
+		if err != nil {
+			return pipeline.Permanent(err)
+		}
+		err = firstError(s.alone.WriteMessages(ctx, tms...))
+		if err == nil {
+			s.trimmed.Add(1)
+			klog.FromContext(ctx).Info("Published event without object states: too large for Kafka",
+				"eventID", ev.GetId(), "key", string(ms[0].Key), "topic", topic, "bytes", size, "trimmedBytes", len(tms[0].Value), "limit", limit)
+			copy(ms, tms) // count what was written
+			return nil
+		}
+		if !isTooLarge(err) {
+			return s.publishError(ev, topic, err)
+		}
+		budget = proto.Size(t) - 1
+		cur = t
+	}
+}
+
+// fitsCompressed reports whether m's value, compressed with the codec the
+// lone writer uses, would fit.
+func (s *Sink) fitsCompressed(m *kafkago.Message) bool {
+	var buf bytes.Buffer
+	w := s.aloneCodec.Codec().NewWriter(&buf)
+	if _, err := w.Write(m.Value); err != nil {
+		return false
+	}
+	if err := w.Close(); err != nil {
+		return false
+	}
+	// Batch framing and headers are not compressed away: count them whole.
+	return buf.Len()+recordSize(m)-len(m.Value)+256 <= s.opts.BatchBytes
+}
+
+// recordSize is the size kafka-go counts against BatchBytes.
+func recordSize(m *kafkago.Message) int {
+	n := 4 + 1 + 1 + 8 + 4 + len(m.Key) + 4 + len(m.Value) + 4
+	for _, h := range m.Headers {
+		n += 4 + len(h.Key) + 4 + len(h.Value)
+	}
+	return n
+}
+
+func isTooLarge(err error) bool {
+	var local kafkago.MessageTooLargeError
+	return errors.Is(err, kafkago.MessageSizeTooLarge) || errors.Is(err, kafkago.RecordListTooLarge) || errors.As(err, &local)
+}
+
+// firstError unpacks kafka-go's per-record errors.
+func firstError(err error) error {
+	var we kafkago.WriteErrors
+	if errors.As(err, &we) {
+		for _, e := range we {
+			if e != nil {
+				return e
+			}
+		}
+		return nil
+	}
+	return err
+}
+
+// markerRecords builds a replay marker's copies, one per partition of
+// each topic its round covers.
+func (s *Sink) markerRecords(ctx context.Context, ev *kubestreamv1.Event) ([]kafkago.Message, error) {
+	required, optional := s.markerTopics(ev.GetReplay())
+	topics := required
+	if s.opts.CreateTopics {
+		topics = append(topics, optional...)
+	}
+	if errs := s.ensureTopicList(ctx, topics); len(errs) > 0 {
+		for _, t := range topics {
+			if err := errs[t]; err != nil {
+				return nil, err
+			}
+		}
+	}
+	// Without creation, the image-storage topic gets markers only when it
+	// exists: it is optional (image storage may be disabled).
+	md, err := s.client.Metadata(ctx, &kafkago.MetadataRequest{Topics: append(required, optional...)})
+	if err != nil {
+		return nil, fmt.Errorf("look up partitions of %s for replay marker %s: %w", strings.Join(required, ", "), ev.GetId(), err)
+	}
+	partitions := map[string]int{}
+	for _, t := range md.Topics {
+		if t.Error == nil {
+			partitions[t.Name] = len(t.Partitions)
+		}
+	}
+	var use []string
+	for _, t := range required {
+		if partitions[t] == 0 {
+			return nil, fmt.Errorf("replay marker %s: topic %s has no partitions yet", ev.GetId(), t)
+		}
+		use = append(use, t)
+	}
+	for _, t := range optional {
+		if partitions[t] > 0 {
+			use = append(use, t)
+		}
+	}
+	return markerRecords(ev, use, partitions)
+}
+
+// ensureTopics makes sure the topics of recs exist (creating them when
+// enabled) and returns an error per topic that does not.
+func (s *Sink) ensureTopics(ctx context.Context, recs [][]kafkago.Message) map[string]error {
+	var topics []string
+	seen := map[string]bool{}
+	for _, ms := range recs {
+		for _, m := range ms {
+			if !seen[m.Topic] {
+				seen[m.Topic] = true
+				topics = append(topics, m.Topic)
+			}
+		}
+	}
+	return s.ensureTopicList(ctx, topics)
+}
+
+func (s *Sink) ensureTopicList(ctx context.Context, topics []string) map[string]error {
+	s.mu.Lock()
+	var unknown []string
+	for _, t := range topics {
+		if !s.ready[t] {
+			unknown = append(unknown, t)
+		}
+	}
+	s.mu.Unlock()
+	if len(unknown) == 0 {
+		return nil
+	}
+	s.topicMu.Lock()
+	defer s.topicMu.Unlock()
+	errs := map[string]error{}
+	md, err := s.client.Metadata(ctx, &kafkago.MetadataRequest{Topics: unknown})
+	if err != nil {
+		for _, t := range unknown {
+			errs[t] = fmt.Errorf("look up Kafka topic %s: %w", t, err)
+		}
+		return errs
+	}
+	exists := map[string]bool{}
+	for _, t := range md.Topics {
+		if t.Error == nil && len(t.Partitions) > 0 {
+			exists[t.Name] = true
+		}
+	}
+	var missing []string
+	for _, t := range unknown {
+		if !exists[t] {
+			missing = append(missing, t)
+		}
+	}
+	if len(missing) > 0 {
+		if !s.opts.CreateTopics {
+			for _, t := range missing {
+				errs[t] = fmt.Errorf("Kafka topic %s does not exist: create it (see docs/kafka.md) or run with --kafka-create-topics", t)
+			}
+		} else {
+			for t, err := range s.createTopics(ctx, missing) {
+				if err != nil {
+					errs[t] = err
+				} else {
+					exists[t] = true
+				}
+			}
+		}
+	}
+	s.mu.Lock()
+	for t := range exists {
+		s.ready[t] = true
+	}
+	s.mu.Unlock()
+	return errs
+}
+
+// createTopics creates topics through the controller (kafka-go routes
+// CreateTopics there) and returns the outcome per topic; a topic someone
+// else created meanwhile counts as created.
+func (s *Sink) createTopics(ctx context.Context, topics []string) map[string]error {
+	entries := []kafkago.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: s.opts.CleanupPolicy}}
+	for _, kv := range s.opts.TopicConfig {
+		k, v, _ := strings.Cut(kv, "=")
+		entries = append(entries, kafkago.ConfigEntry{ConfigName: strings.TrimSpace(k), ConfigValue: strings.TrimSpace(v)})
+	}
+	req := &kafkago.CreateTopicsRequest{}
+	for _, t := range topics {
+		req.Topics = append(req.Topics, kafkago.TopicConfig{
+			Topic:             t,
+			NumPartitions:     s.opts.Partitions,
+			ReplicationFactor: s.opts.ReplicationFactor,
+			ConfigEntries:     entries,
+		})
+	}
+	out := map[string]error{}
+	resp, err := s.client.CreateTopics(ctx, req)
+	if err != nil {
+		for _, t := range topics {
+			out[t] = fmt.Errorf("create Kafka topic %s: %w", t, err)
+		}
+		return out
+	}
+	logger := klog.FromContext(ctx)
+	for _, t := range topics {
+		err := resp.Errors[t]
+		switch {
+		case err == nil:
+			logger.Info("Created Kafka topic", "topic", t, "partitions", s.opts.Partitions, "replicationFactor", s.opts.ReplicationFactor, "cleanupPolicy", s.opts.CleanupPolicy)
+			out[t] = nil
+		case errors.Is(err, kafkago.TopicAlreadyExists):
+			out[t] = nil
+		default:
+			out[t] = fmt.Errorf("create Kafka topic %s (partitions %d, replication factor %d): %w", t, s.opts.Partitions, s.opts.ReplicationFactor, err)
+		}
+	}
+	return out
+}
+
+// Close flushes records still in flight (after a Publish gave up on its
+// context) within ctx's deadline and closes connections.
+func (s *Sink) Close(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() {
+		err := errors.Join(s.writer.Close(), s.alone.Close())
+		s.transport.CloseIdleConnections()
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("close Kafka writer: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("close Kafka writer: records in flight not flushed before the deadline: %w", ctx.Err())
+	}
+}
