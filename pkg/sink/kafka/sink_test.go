@@ -360,7 +360,9 @@ func TestCloseFlushesInFlightRecords(t *testing.T) {
 
 	pctx, cancel := context.WithCancel(ctx)
 	done := make(chan []error, 1)
-	go func() { done <- s.Publish(pctx, []*kubestreamv1.Event{created(kinds.Pods, pod("a", "late", "u1", "1"))}) }()
+	go func() {
+		done <- s.Publish(pctx, []*kubestreamv1.Event{created(kinds.Pods, pod("a", "late", "u1", "1"))})
+	}()
 	time.Sleep(300 * time.Millisecond) // let Publish hand the record to the lingering batch
 	cancel()
 	if errs := <-done; errs == nil || !errors.Is(errs[0], context.Canceled) {
@@ -391,4 +393,3 @@ func TestValueIsTheEvent(t *testing.T) {
 		t.Fatalf("record value does not decode to the published event")
 	}
 }
-
