@@ -25,6 +25,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"sort"
@@ -115,7 +116,7 @@ func Open(ctx context.Context, opts Options) (*Sink, error) {
 			ClientID:    opts.ClientID,
 		}
 	}
-	if err := probe(ctx, brokers, newTransport(), opts.DialTimeout); err != nil {
+	if err := probe(ctx, brokers, newTransport(), opts.DialTimeout, mech != nil); err != nil {
 		return nil, err
 	}
 
@@ -163,7 +164,7 @@ func Open(ctx context.Context, opts Options) (*Sink, error) {
 
 // probe asks every broker for metadata at once and succeeds when one
 // answers; the error names each address tried and why it failed.
-func probe(ctx context.Context, brokers []string, tr *kafkago.Transport, timeout time.Duration) error {
+func probe(ctx context.Context, brokers []string, tr *kafkago.Transport, timeout time.Duration, withSASL bool) error {
 	defer tr.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -177,6 +178,10 @@ func probe(ctx context.Context, brokers []string, tr *kafkago.Transport, timeout
 			c := &kafkago.Client{Addr: kafkago.TCP(b), Transport: tr, Timeout: timeout}
 			_, err := c.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{}})
 			if err != nil {
+				if withSASL && errors.Is(err, io.ErrUnexpectedEOF) {
+					// Brokers hang up on failed SASL authentication.
+					err = fmt.Errorf("connection closed, most likely SASL authentication failed (check --kafka-sasl-mechanism, --kafka-sasl-username and the password): %w", err)
+				}
 				errs[i] = err
 				return
 			}
