@@ -251,23 +251,25 @@ func (s *Sink) classify(ev *kubestreamv1.Event, subject string, err error) error
 
 // message encodes ev, trimming it to what the server accepts.
 func (s *Sink) message(ev *kubestreamv1.Event) (*nats.Msg, error) {
-	m := &nats.Msg{Subject: Subject(s.prefix, ev), Header: Headers(ev)}
-	limit := s.limit() - headerSize(m.Header)
+	subject := Subject(s.prefix, ev)
+	h := Headers(ev)
+	// Headers grow by ks-truncated when trimming: reserve room for it.
+	limit := s.limit() - headerSize(h) - len(HeaderTruncated+": true\r\n")
 	if size := proto.Size(ev); size > limit {
 		trimmed := event.Trim(ev, limit)
 		if trimmed == nil {
-			return nil, pipeline.Permanent(fmt.Errorf("event %s (%s) is %d bytes, over the %d bytes the NATS server accepts even without object states: raise max_payload", ev.GetId(), m.Subject, size, limit))
+			return nil, pipeline.Permanent(fmt.Errorf("event %s (%s) is %d bytes, over the %d bytes the NATS server accepts even without object states: raise the server's max_payload", ev.GetId(), subject, size, limit))
 		}
 		s.trimmed.Add(1)
-		s.logger.Info("Trimmed event over the NATS message size limit", "eventID", ev.GetId(), "subject", m.Subject, "bytes", size, "limit", limit)
+		s.logger.Info("Trimmed event over the NATS message size limit", "eventID", ev.GetId(), "subject", subject, "bytes", size, "limit", limit)
 		ev = trimmed
+		h = Headers(ev)
 	}
 	data, err := proto.Marshal(ev)
 	if err != nil {
 		return nil, pipeline.Permanent(fmt.Errorf("encode event %s: %w", ev.GetId(), err))
 	}
-	m.Data = data
-	return m, nil
+	return &nats.Msg{Subject: subject, Header: h, Data: data}, nil
 }
 
 // limit is the largest message (headers and body) the server and stream take.

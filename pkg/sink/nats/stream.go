@@ -76,8 +76,8 @@ func (o *StreamOptions) Validate() []error {
 	if o.MaxAge < 0 {
 		errs = append(errs, fmt.Errorf("--nats-stream-max-age %s is negative: use 0 for no age limit", o.MaxAge))
 	}
-	if o.Replicas < 1 || o.Replicas > 5 {
-		errs = append(errs, fmt.Errorf("--nats-stream-replicas %d: use 1 to 5", o.Replicas))
+	if o.Replicas < 0 || o.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("--nats-stream-replicas %d: use 1 to 5 (0 means 1)", o.Replicas))
 	}
 	if o.DuplicateWindow < 0 {
 		errs = append(errs, fmt.Errorf("--nats-stream-duplicate-window %s is negative", o.DuplicateWindow))
@@ -178,7 +178,11 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, o StreamOptions, 
 	}
 	cfg := info.Config
 	if len(missing) > 0 {
-		cfg.Subjects = append(slices.Clone(cfg.Subjects), prefix+".>")
+		// A stream's subjects may not overlap: ours replaces any of theirs
+		// it covers.
+		ours := prefix + ".>"
+		cfg.Subjects = slices.DeleteFunc(slices.Clone(cfg.Subjects), func(s string) bool { return Covers(ours, s) })
+		cfg.Subjects = append(cfg.Subjects, ours)
 	}
 	cfg.Retention, cfg.MaxAge, cfg.MaxBytes, cfg.Storage = want.Retention, want.MaxAge, want.MaxBytes, want.Storage
 	cfg.Replicas, cfg.Duplicates, cfg.Discard = want.Replicas, want.Duplicates, want.Discard
