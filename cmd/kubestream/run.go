@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/klog/v2"
 
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
@@ -33,7 +34,7 @@ type sinkFactory struct {
 	summary string
 	// addFlags adds the sink's flags, all prefixed with its name.
 	addFlags func(fs *pflag.FlagSet)
-	// open validates the flags (clear errors wrapping app.ErrBadInput) and
+	// open validates the flags (clear errors marked with app.BadInput) and
 	// connects.
 	open func(ctx context.Context) (app.Sink, error)
 }
@@ -126,6 +127,9 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		problems = append(problems, err.Error())
 	}
+	if _, err := labels.Parse(*selector); err != nil {
+		problems = append(problems, fmt.Sprintf("--selector %q is not a label selector (e.g. 'app=web,tier!=test'): %v", *selector, err))
+	}
 	if *resync < 0 {
 		problems = append(problems, fmt.Sprintf("--resync %s is negative: use 0 to disable replays", *resync))
 	}
@@ -181,7 +185,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 func fail(stderr io.Writer, err error) int {
 	fmt.Fprintf(stderr, "kubestream run: %v\n", err)
-	if errors.Is(err, app.ErrBadInput) {
+	if app.IsBadInput(err) {
 		return 2
 	}
 	return 1

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/kubestream/kubestream/pkg/app"
 	"github.com/kubestream/kubestream/pkg/sink/kafka"
@@ -15,7 +14,7 @@ func init() {
 		addFlags: opts.AddFlags,
 		open: func(ctx context.Context) (app.Sink, error) {
 			if err := opts.Validate(); err != nil {
-				return nil, fmt.Errorf("%w: %w", app.ErrBadInput, err)
+				return nil, app.BadInput(err)
 			}
 			return kafka.Open(ctx, opts)
 		},

@@ -58,8 +58,21 @@ type Config struct {
 	Registry *prometheus.Registry
 }
 
-// ErrBadInput marks errors caused by the user's input (exit code 2).
-var ErrBadInput = errors.New("bad input")
+// badInput marks an error caused by the user's input (exit code 2).
+type badInput struct{ err error }
+
+func (b badInput) Error() string { return b.err.Error() }
+func (b badInput) Unwrap() error { return b.err }
+
+// BadInput marks err as caused by the user's input: wrong flags, an
+// unreadable kubeconfig, a missing permission. Its message is err's.
+func BadInput(err error) error { return badInput{err} }
+
+// IsBadInput reports whether err was caused by the user's input.
+func IsBadInput(err error) bool {
+	var b badInput
+	return errors.As(err, &b)
+}
 
 // RestConfig resolves the cluster the way kubectl does: --kubeconfig, else
 // $KUBECONFIG, else ~/.kube/config, else the in-cluster service account.
@@ -67,7 +80,7 @@ func RestConfig(kubeconfig, context string) (*rest.Config, string, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	if kubeconfig != "" {
 		if _, err := os.Stat(kubeconfig); err != nil {
-			return nil, "", fmt.Errorf("%w: kubeconfig %s: %w", ErrBadInput, kubeconfig, err)
+			return nil, "", BadInput(fmt.Errorf("kubeconfig %s cannot be read: %w", kubeconfig, err))
 		}
 		rules.ExplicitPath = kubeconfig
 	}
@@ -76,9 +89,9 @@ func RestConfig(kubeconfig, context string) (*rest.Config, string, error) {
 	cfg, err := cc.ClientConfig()
 	if err != nil {
 		if clientcmd.IsEmptyConfig(err) {
-			return nil, "", fmt.Errorf("%w: no cluster configured: pass --kubeconfig, set KUBECONFIG, create ~/.kube/config, or run in a pod with a service account", ErrBadInput)
+			return nil, "", BadInput(errors.New("no cluster configured: pass --kubeconfig, set KUBECONFIG, create ~/.kube/config, or run in a pod with a service account"))
 		}
-		return nil, "", fmt.Errorf("%w: load kubeconfig: %w", ErrBadInput, err)
+		return nil, "", BadInput(fmt.Errorf("kubeconfig is not usable (check --kubeconfig and --context): %w", err))
 	}
 	name := context
 	if raw, err := cc.RawConfig(); err == nil && name == "" {
@@ -117,7 +130,7 @@ func Preflight(ctx context.Context, client kubernetes.Interface, host string, ks
 			_, err = client.AppsV1().Deployments(namespace).List(ctx, opts)
 		}
 		if apierrors.IsForbidden(err) {
-			return fmt.Errorf("not allowed to list %s: grant get, list and watch on %s (deploy/ has the ClusterRole), or drop it from --kinds: %w", k.Resource, k.Resource, err)
+			return BadInput(fmt.Errorf("not allowed to list %s: grant get, list and watch on %s (deploy/ has the ClusterRole), or drop it from --kinds: %w", k.Resource, k.Resource, err))
 		}
 		if err != nil {
 			return fmt.Errorf("list %s at %s: %w", k.Resource, host, err)
@@ -135,7 +148,7 @@ func Run(ctx context.Context, cfg Config, sink Sink) error {
 	}
 	client, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
-		return fmt.Errorf("%w: build Kubernetes client: %w", ErrBadInput, err)
+		return BadInput(fmt.Errorf("build Kubernetes client: %w", err))
 	}
 	if err := Preflight(ctx, client, restCfg.Host, cfg.Kinds, cfg.Namespace); err != nil {
 		return err
@@ -168,13 +181,13 @@ func Run(ctx context.Context, cfg Config, sink Sink) error {
 		Resync: cfg.Resync, Queue: pipe, Derivers: cfg.Derivers,
 	})
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrBadInput, err)
+		return BadInput(err)
 	}
 	var srv *server.Server
 	if cfg.ListenAddress != "" {
 		srv, err = server.Listen(server.Options{Address: cfg.ListenAddress, Stats: pipe.Stats, Ready: src.Synced, Registry: reg})
 		if err != nil {
-			return fmt.Errorf("%w: %w", ErrBadInput, err)
+			return BadInput(err)
 		}
 	}
 
