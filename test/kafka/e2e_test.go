@@ -271,4 +271,3 @@ func build(t *testing.T) string {
 	}
 	return bin
 }
-
