@@ -28,7 +28,7 @@ func TestBadInput(t *testing.T) {
 		want []string
 	}{
 		{"unknown kind", []string{"--kinds", "pods,widgets"}, []string{`unknown kind "widgets"`, "choose from"}},
-		{"bad selector", []string{"--selector", "a b c"}, []string{`invalid label selector "a b c"`}},
+		{"bad selector", []string{"--selector", "a b c"}, []string{`"a b c"`, "label selector"}},
 		{"bad content type", []string{"--content-type", "xml"}, []string{`--content-type "xml" is unknown`, "use protobuf or json"}},
 		{"unknown sink", []string{"--sink", "carrier-pigeon"}, []string{`--sink "carrier-pigeon" is unknown`, "choose one of", "stdout"}},
 		{"unknown flag", []string{"--no-such-flag"}, []string{"unknown flag: --no-such-flag"}},
@@ -36,8 +36,8 @@ func TestBadInput(t *testing.T) {
 		{"negative resync", []string{"--resync", "-1s"}, []string{"--resync -1s is negative", "use 0 to disable"}},
 		{"resync not a duration", []string{"--resync", "often"}, []string{`invalid argument "often" for "--resync"`}},
 		{"unknown config file key", []string{"--config", unknownKey}, []string{unknownKey, `unknown setting "kafka-brokerz"`, "flag names"}},
-		{"unreadable kubeconfig", []string{"--kubeconfig", missing}, []string{"kubeconfig " + missing, "no such file"}},
-		{"garbage kubeconfig", []string{"--kubeconfig", garbage}, []string{"load kubeconfig", garbage}},
+		{"unreadable kubeconfig", []string{"--kubeconfig", missing}, []string{missing, "no such file"}},
+		{"garbage kubeconfig", []string{"--kubeconfig", garbage}, []string{garbage, "--kubeconfig"}},
 		{"unknown context", []string{"--context", "no-such-context"}, []string{`context "no-such-context" does not exist`}},
 	}
 	for _, tt := range tests {
