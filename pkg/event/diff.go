@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -32,8 +33,18 @@ func ChangedPaths(prev, next any) []string {
 }
 
 type differ struct {
-	segs  []string
+	segs  []segment
 	paths []string
+}
+
+// segment is one step of the path being walked. Paths are rendered only for
+// fields that differ, so walking equal fields costs no string building.
+type segment struct {
+	field string // ".name" of a struct field
+	key   string // map key, when isKey
+	index int    // slice index, when isIndex
+	isKey bool
+	isIdx bool
 }
 
 var (
@@ -43,16 +54,26 @@ var (
 )
 
 func (d *differ) add() {
-	path := strings.Join(d.segs, "")
-	path = strings.TrimPrefix(path, ".")
 	if len(d.paths) >= MaxChangedPaths {
 		return
 	}
-	d.paths = append(d.paths, path)
+	var b strings.Builder
+	for _, s := range d.segs {
+		switch {
+		case s.isKey:
+			b.WriteString(mapSegment(s.key))
+		case s.isIdx:
+			b.WriteByte('[')
+			b.WriteString(strconv.Itoa(s.index))
+			b.WriteByte(']')
+		default:
+			b.WriteString(s.field)
+		}
+	}
+	d.paths = append(d.paths, strings.TrimPrefix(b.String(), "."))
 }
 
-func (d *differ) push(seg string) { d.segs = append(d.segs, seg) }
-func (d *differ) pop()            { d.segs = d.segs[:len(d.segs)-1] }
+func (d *differ) pop() { d.segs = d.segs[:len(d.segs)-1] }
 
 func (d *differ) walk(a, b reflect.Value, depth int) {
 	if len(d.paths) >= MaxChangedPaths {
@@ -60,8 +81,7 @@ func (d *differ) walk(a, b reflect.Value, depth int) {
 	}
 	switch a.Type() {
 	case timeType:
-		at, bt := a.Interface().(metav1.Time), b.Interface().(metav1.Time)
-		if !at.Equal(&bt) {
+		if !timeValue(a).Equal(timeValue(b)) {
 			d.add()
 		}
 		return
@@ -72,8 +92,7 @@ func (d *differ) walk(a, b reflect.Value, depth int) {
 		}
 		return
 	case quantityType:
-		aq, bq := a.Interface().(resource.Quantity), b.Interface().(resource.Quantity)
-		if aq.Cmp(bq) != 0 {
+		if quantityValue(a).Cmp(*quantityValue(b)) != 0 {
 			d.add()
 		}
 		return
@@ -93,15 +112,16 @@ func (d *differ) walk(a, b reflect.Value, depth int) {
 		d.walk(a.Elem(), b.Elem(), depth)
 	case reflect.Struct:
 		for _, f := range structFields(a.Type()) {
-			if f.name != "" {
-				d.push("." + f.name)
+			if depth == 1 && f.skip {
+				continue
 			}
-			if !(depth == 1 && d.skipMeta(f.name)) {
+			if f.seg == "" {
 				d.walk(a.Field(f.index), b.Field(f.index), depth+1)
+				continue
 			}
-			if f.name != "" {
-				d.pop()
-			}
+			d.segs = append(d.segs, segment{field: f.seg})
+			d.walk(a.Field(f.index), b.Field(f.index), depth+1)
+			d.pop()
 		}
 	case reflect.Map:
 		d.walkMap(a, b, depth)
@@ -117,7 +137,7 @@ func (d *differ) walk(a, b reflect.Value, depth int) {
 			return
 		}
 		for i := 0; i < a.Len(); i++ {
-			d.push("[" + strconv.Itoa(i) + "]")
+			d.segs = append(d.segs, segment{index: i, isIdx: true})
 			d.walk(a.Index(i), b.Index(i), depth+1)
 			d.pop()
 		}
@@ -128,36 +148,107 @@ func (d *differ) walk(a, b reflect.Value, depth int) {
 	}
 }
 
-// skipMeta drops fields that change on every write and say nothing.
-func (d *differ) skipMeta(name string) bool {
-	return len(d.segs) == 2 && d.segs[0] == ".metadata" && (name == "resourceVersion" || name == "managedFields")
+// timeValue and quantityValue read without copying into an interface when
+// the value is addressable (it is, unless it sits in a map).
+func timeValue(v reflect.Value) *metav1.Time {
+	if v.CanAddr() {
+		return v.Addr().Interface().(*metav1.Time)
+	}
+	t := v.Interface().(metav1.Time)
+	return &t
+}
+
+func quantityValue(v reflect.Value) *resource.Quantity {
+	if v.CanAddr() {
+		return v.Addr().Interface().(*resource.Quantity)
+	}
+	q := v.Interface().(resource.Quantity)
+	return &q
 }
 
 func (d *differ) walkMap(a, b reflect.Value, depth int) {
 	if a.Len() == 0 && b.Len() == 0 {
 		return
 	}
-	keys := map[string]reflect.Value{}
-	for _, k := range a.MapKeys() {
-		keys[k.String()] = k
+	// The common maps, compared without reflection: labels, annotations,
+	// data, and resource lists.
+	if a.Type() == stringMapType {
+		d.stringMap(a.Interface().(map[string]string), b.Interface().(map[string]string))
+		return
 	}
-	for _, k := range b.MapKeys() {
-		keys[k.String()] = k
+	if a.Type() == resourceListType {
+		d.resourceList(a.Interface().(corev1.ResourceList), b.Interface().(corev1.ResourceList))
+		return
 	}
-	names := make([]string, 0, len(keys))
-	for name := range keys {
-		names = append(names, name)
+	if a.Type().Key().Kind() != reflect.String {
+		if !reflect.DeepEqual(a.Interface(), b.Interface()) {
+			d.add()
+		}
+		return
 	}
-	sort.Strings(names)
-	for _, name := range names {
-		k := keys[name]
+	keys := make([]reflect.Value, 0, a.Len()+b.Len())
+	for it := a.MapRange(); it.Next(); {
+		keys = append(keys, it.Key())
+	}
+	for it := b.MapRange(); it.Next(); {
+		if !a.MapIndex(it.Key()).IsValid() {
+			keys = append(keys, it.Key())
+		}
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+	for _, k := range keys {
 		av, bv := a.MapIndex(k), b.MapIndex(k)
-		d.push(mapSegment(name))
+		d.segs = append(d.segs, segment{key: k.String(), isKey: true})
 		if !av.IsValid() || !bv.IsValid() {
 			d.add()
 		} else {
 			d.walk(av, bv, depth+1)
 		}
+		d.pop()
+	}
+}
+
+var (
+	stringMapType    = reflect.TypeOf(map[string]string(nil))
+	resourceListType = reflect.TypeOf(corev1.ResourceList(nil))
+)
+
+// stringMap adds a path per key whose value differs, in key order.
+func (d *differ) stringMap(a, b map[string]string) {
+	var changed []string
+	for k, av := range a {
+		if bv, ok := b[k]; !ok || av != bv {
+			changed = append(changed, k)
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			changed = append(changed, k)
+		}
+	}
+	d.addKeys(changed)
+}
+
+func (d *differ) resourceList(a, b corev1.ResourceList) {
+	var changed []string
+	for k, av := range a {
+		if bv, ok := b[k]; !ok || av.Cmp(bv) != 0 {
+			changed = append(changed, string(k))
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			changed = append(changed, string(k))
+		}
+	}
+	d.addKeys(changed)
+}
+
+func (d *differ) addKeys(keys []string) {
+	sort.Strings(keys)
+	for _, k := range keys {
+		d.segs = append(d.segs, segment{key: k, isKey: true})
+		d.add()
 		d.pop()
 	}
 }
@@ -179,7 +270,10 @@ func mapSegment(key string) string {
 
 type field struct {
 	index int
-	name  string // JSON name; empty for inlined structs
+	seg   string // ".jsonName"; empty for inlined structs
+	// skip marks fields that change on every write and say nothing, when
+	// they sit in metadata: resourceVersion and managedFields.
+	skip bool
 }
 
 var fieldCache sync.Map // reflect.Type -> []field
@@ -189,6 +283,7 @@ func structFields(t reflect.Type) []field {
 	if v, ok := fieldCache.Load(t); ok {
 		return v.([]field)
 	}
+	isMeta := t == reflect.TypeOf(metav1.ObjectMeta{})
 	var out []field
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
@@ -207,7 +302,8 @@ func structFields(t reflect.Type) []field {
 		if name == "" {
 			name = f.Name
 		}
-		out = append(out, field{index: i, name: name})
+		skip := isMeta && (name == "resourceVersion" || name == "managedFields")
+		out = append(out, field{index: i, seg: "." + name, skip: skip})
 	}
 	fieldCache.Store(t, out)
 	return out
