@@ -11,7 +11,6 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
 	"github.com/kubestream/kubestream/pkg/natsembed"
 	natssink "github.com/kubestream/kubestream/pkg/sink/nats"
 	"github.com/kubestream/kubestream/pkg/sink/nats/natstest"
@@ -115,5 +114,3 @@ func benchPublish(b *testing.B, url, mode string, workers, batch int) {
 		b.ReportMetric(float64(lat[min(len(lat)-1, len(lat)*99/100)].Microseconds())/1000, "p99-ms")
 	}
 }
-
-var _ = kubestreamv1.Event{}

@@ -265,7 +265,8 @@ func (s *Sink) message(ev *kubestreamv1.Event) (*nats.Msg, error) {
 		ev = trimmed
 		h = Headers(ev)
 	}
-	data, err := proto.Marshal(ev)
+	// proto.Size above cached the sizes: marshal without a second pass.
+	data, err := proto.MarshalOptions{UseCachedSize: true}.Marshal(ev)
 	if err != nil {
 		return nil, pipeline.Permanent(fmt.Errorf("encode event %s: %w", ev.GetId(), err))
 	}
