@@ -98,7 +98,10 @@ func e2eAM(t *testing.T, firstAttempt chan<- struct{}, proceed <-chan struct{}) 
 			failed = true
 			select {
 			case firstAttempt <- struct{}{}:
-				<-proceed
+				select {
+				case <-proceed:
+				case <-abandon:
+				}
 			case <-abandon:
 			}
 			return http.StatusServiceUnavailable
