@@ -9,6 +9,7 @@ import (
 
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
 	"github.com/kubestream/kubestream/pkg/change"
+	"github.com/kubestream/kubestream/pkg/kinds"
 )
 
 // SchemaVersion is the version of the wire contract this package writes.
@@ -51,8 +52,8 @@ func (t *Translator) Translate(c *change.Change) (*kubestreamv1.Event, error) {
 	if subject == nil {
 		return nil, fmt.Errorf("%s change of %s without an object", c.Op, c.Kind.Resource)
 	}
-	ev.Object = objectRef(c)
 	if c.ImageStorage != nil {
+		ev.Object = objectRef(c.Kind, subject)
 		ev.Id = ID(string(subject.GetUID()), subject.GetResourceVersion(), c.Op, c.ReplayID, "imagestorage")
 		ev.Payload = &kubestreamv1.Event_ImageStorage{ImageStorage: c.ImageStorage}
 		return ev, nil
@@ -66,31 +67,63 @@ func (t *Translator) Translate(c *change.Change) (*kubestreamv1.Event, error) {
 	if ct == kubestreamv1.ContentType_CONTENT_TYPE_PROTOBUF {
 		oc.TypeName = c.Kind.ProtoType
 	}
-	var err error
-	if c.Object != nil {
-		if oc.Object, err = Encode(c.Object, c.Kind, ct); err != nil {
-			return nil, err
-		}
+	// Cached objects may be compact (identity and protobuf bytes): decode
+	// what this event needs, once.
+	obj, prev, err := fullStates(c)
+	if err != nil {
+		return nil, err
 	}
-	if c.Previous != nil {
-		if oc.Previous, err = Encode(c.Previous, c.Kind, ct); err != nil {
-			return nil, err
-		}
+	if oc.Object, err = encodeState(c.Object, obj, c.Kind, ct); err != nil {
+		return nil, err
 	}
-	if c.Op == change.Updated && c.Previous != nil && c.Object != nil {
-		oc.ChangedPaths = ChangedPaths(c.Previous, c.Object)
+	if oc.Previous, err = encodeState(c.Previous, prev, c.Kind, ct); err != nil {
+		return nil, err
 	}
-	summarize(oc, subject)
+	if c.Op == change.Updated && prev != nil && obj != nil {
+		oc.ChangedPaths = ChangedPaths(prev, obj)
+	}
+	full := obj
+	if full == nil {
+		full = prev
+	}
+	ev.Object = objectRef(c.Kind, full)
+	summarize(oc, full)
 	ev.Payload = &kubestreamv1.Event_Change{Change: oc}
 	return ev, nil
 }
 
-func objectRef(c *change.Change) *kubestreamv1.ObjectRef {
-	o := c.Subject()
+// fullStates decodes the new and previous states of a change.
+func fullStates(c *change.Change) (obj, prev change.Object, err error) {
+	if c.Object != nil {
+		if obj, err = change.Full(c.Object); err != nil {
+			return nil, nil, err
+		}
+	}
+	if c.Previous != nil {
+		if prev, err = change.Full(c.Previous); err != nil {
+			return nil, nil, err
+		}
+	}
+	return obj, prev, nil
+}
+
+// encodeState encodes one state; a compact object's protobuf encoding is
+// used as it is.
+func encodeState(cached, full change.Object, kind kinds.Kind, ct kubestreamv1.ContentType) ([]byte, error) {
+	if cached == nil {
+		return nil, nil
+	}
+	if compact, ok := cached.(*change.Compact); ok && ct == kubestreamv1.ContentType_CONTENT_TYPE_PROTOBUF {
+		return compact.Raw, nil
+	}
+	return Encode(full, kind, ct)
+}
+
+func objectRef(kind kinds.Kind, o change.Object) *kubestreamv1.ObjectRef {
 	ref := &kubestreamv1.ObjectRef{
-		Group:           c.Kind.GVK.Group,
-		Version:         c.Kind.GVK.Version,
-		Kind:            c.Kind.GVK.Kind,
+		Group:           kind.GVK.Group,
+		Version:         kind.GVK.Version,
+		Kind:            kind.GVK.Kind,
 		Namespace:       o.GetNamespace(),
 		Name:            o.GetName(),
 		Uid:             string(o.GetUID()),

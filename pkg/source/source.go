@@ -103,7 +103,7 @@ func New(opts Options) (*Source, error) {
 		opts.Now = time.Now
 	}
 	factoryOpts := []informers.SharedInformerOption{
-		informers.WithTransform(StripManagedFields),
+		informers.WithTransform(cacheForm),
 		informers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.LabelSelector = opts.Selector }),
 	}
 	if opts.Namespace != "" {
@@ -142,13 +142,19 @@ func informerFor(f informers.SharedInformerFactory, k kinds.Kind) (cache.SharedI
 	return nil, fmt.Errorf("no informer for kind %q", k.Resource)
 }
 
-// StripManagedFields drops metadata.managedFields before objects enter the
-// cache: they are often half an object's size and say nothing to consumers.
-func StripManagedFields(obj any) (any, error) {
-	if m, ok := obj.(metav1.Object); ok {
+// cacheForm is the informers' transform: it shapes objects before they enter
+// the cache.
+func cacheForm(obj any) (any, error) {
+	return change.Compacted(StripManagedFields(obj))
+}
+
+// StripManagedFields drops metadata.managedFields: they are often half an
+// object's size and say nothing to consumers.
+func StripManagedFields(obj any) any {
+	if m, ok := obj.(metav1.Object); ok && len(m.GetManagedFields()) > 0 {
 		m.SetManagedFields(nil)
 	}
-	return obj, nil
+	return obj
 }
 
 // Synced reports whether the initial list of every kind was delivered.
