@@ -110,7 +110,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
 		}
-		fmt.Fprintf(stderr, "kubestream run: %v\n", err)
+		fmt.Fprintf(stderr, "kubestream run: %v (see 'kubestream run --help')\n", err)
 		return 2
 	}
 	if fs.NArg() > 0 {
@@ -144,7 +144,8 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	for _, e := range runExtensions {
 		ds, err := e.derivers()
 		if err != nil {
-			problems = append(problems, err.Error())
+			// One line per problem, each with the command's prefix.
+			problems = append(problems, strings.Split(err.Error(), "\n")...)
 		}
 		derivers = append(derivers, ds...)
 	}
@@ -157,10 +158,6 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	logger := klog.Background()
 	ctx = klog.NewContext(ctx, logger)
-	sink, err := factory.open(ctx)
-	if err != nil {
-		return fail(stderr, err)
-	}
 	err = app.Run(ctx, app.Config{
 		Kubeconfig:      *kubeconfig,
 		Context:         *kubeContext,
@@ -175,7 +172,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		ShutdownTimeout: *shutdownAfter,
 		Derivers:        derivers,
 		Pipeline:        pipeline.Options{Workers: *workers, BatchSize: *batchSize},
-	}, sink)
+	}, factory.open)
 	klog.Flush()
 	if err != nil {
 		return fail(stderr, err)

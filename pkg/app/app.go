@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -135,12 +136,39 @@ func Preflight(ctx context.Context, client kubernetes.Interface, host string, ks
 		if err != nil {
 			return fmt.Errorf("list %s at %s: %w", k.Resource, host, err)
 		}
+		// Without watch, informers fall back to relisting and log
+		// "forbidden" forever: refuse to start instead.
+		if allowed, err := canWatch(ctx, client, k, namespace); err == nil && !allowed {
+			return BadInput(fmt.Errorf("not allowed to watch %s: grant get, list and watch on %s (deploy/ has the ClusterRole), or drop it from --kinds", k.Resource, k.Resource))
+		}
 	}
 	return nil
 }
 
-// Run streams until ctx ends, then drains and closes the sink.
-func Run(ctx context.Context, cfg Config, sink Sink) error {
+// canWatch asks the apiserver whether this identity may watch a kind.
+func canWatch(ctx context.Context, client kubernetes.Interface, k kinds.Kind, namespace string) (bool, error) {
+	review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+		ResourceAttributes: &authorizationv1.ResourceAttributes{
+			Verb: "watch", Group: k.GVK.Group, Resource: k.Resource, Namespace: namespace,
+		},
+	}}
+	if !k.Namespaced {
+		review.Spec.ResourceAttributes.Namespace = ""
+	}
+	res, err := client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
+	if err != nil {
+		return false, err
+	}
+	return res.Status.Allowed, nil
+}
+
+// SinkOpener validates a sink's settings and connects it.
+type SinkOpener func(ctx context.Context) (Sink, error)
+
+// Run streams until ctx ends, then drains and closes the sink. The sink is
+// opened once the cluster answered, so a wrong kubeconfig fails before any
+// broker connection (or embedded broker) exists.
+func Run(ctx context.Context, cfg Config, openSink SinkOpener) error {
 	logger := klog.FromContext(ctx)
 	restCfg, contextName, err := RestConfig(cfg.Kubeconfig, cfg.Context)
 	if err != nil {
@@ -156,6 +184,16 @@ func Run(ctx context.Context, cfg Config, sink Sink) error {
 	logger.Info("Connected to cluster", "context", contextName, "server", restCfg.Host, "cluster", cfg.ClusterName,
 		"kinds", kinds.Names(cfg.Kinds), "namespace", orAll(cfg.Namespace), "selector", cfg.Selector, "resync", cfg.Resync.String())
 
+	sink, err := openSink(ctx)
+	if err != nil {
+		return err
+	}
+	// Every return from here on closes the sink.
+	closeSink := func(ctx context.Context) {
+		if err := sink.Close(ctx); err != nil {
+			logger.Error(err, "Closing sink")
+		}
+	}
 	reg := cfg.Registry
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -181,12 +219,14 @@ func Run(ctx context.Context, cfg Config, sink Sink) error {
 		Resync: cfg.Resync, Queue: pipe, Derivers: cfg.Derivers,
 	})
 	if err != nil {
+		closeSink(ctx)
 		return BadInput(err)
 	}
 	var srv *server.Server
 	if cfg.ListenAddress != "" {
 		srv, err = server.Listen(server.Options{Address: cfg.ListenAddress, Stats: pipe.Stats, Ready: src.Synced, Registry: reg})
 		if err != nil {
+			closeSink(ctx)
 			return BadInput(err)
 		}
 	}
@@ -226,9 +266,7 @@ func Run(ctx context.Context, cfg Config, sink Sink) error {
 	<-workersDone
 	st := pipe.Stats()
 	logger.Info("Stopped", "published", st.Published, "retried", st.Retried, "coalesced", st.Coalesced, "failed", st.Failed, "leftUnpublished", left)
-	if err := sink.Close(drainCtx); err != nil {
-		logger.Error(err, "Closing sink")
-	}
+	closeSink(drainCtx)
 	if runErr != nil && !errors.Is(runErr, context.Canceled) {
 		return runErr
 	}

@@ -197,7 +197,22 @@ func foldImageStorage(pending, next *kubestreamv1.ImageStorage) *kubestreamv1.Im
 	out.PreviousSeverity = pending.GetPreviousSeverity()
 	added := map[string]*kubestreamv1.Image{}
 	removed := map[string]*kubestreamv1.Image{}
+	resized := map[string]*kubestreamv1.ImageResize{}
 	apply := func(s *kubestreamv1.ImageStorage) {
+		for _, r := range s.GetResized() {
+			id := firstName(r.GetNames())
+			switch {
+			case added[id] != nil:
+				// Added, then resized: still an addition, at the new size.
+				added[id] = &kubestreamv1.Image{Names: r.GetNames(), SizeBytes: r.GetSizeBytes()}
+			case resized[id] != nil:
+				first := resized[id]
+				resized[id] = &kubestreamv1.ImageResize{Names: r.GetNames(), SizeBytes: r.GetSizeBytes(),
+					PreviousSizeBytes: first.GetPreviousSizeBytes(), PreviousNames: first.GetPreviousNames()}
+			default:
+				resized[id] = r
+			}
+		}
 		for _, img := range s.GetAdded() {
 			id := imageID(img)
 			if _, ok := removed[id]; ok {
@@ -208,6 +223,7 @@ func foldImageStorage(pending, next *kubestreamv1.ImageStorage) *kubestreamv1.Im
 		}
 		for _, img := range s.GetRemoved() {
 			id := imageID(img)
+			delete(resized, id)
 			if _, ok := added[id]; ok {
 				delete(added, id)
 				continue
@@ -219,15 +235,26 @@ func foldImageStorage(pending, next *kubestreamv1.ImageStorage) *kubestreamv1.Im
 	apply(next)
 	out.Added = sortedImages(added)
 	out.Removed = sortedImages(removed)
+	out.Resized = out.Resized[:0]
+	for _, r := range resized {
+		if r.GetSizeBytes() != r.GetPreviousSizeBytes() {
+			out.Resized = append(out.Resized, r)
+		}
+	}
+	sort.Slice(out.Resized, func(i, j int) bool {
+		return firstName(out.Resized[i].GetNames()) < firstName(out.Resized[j].GetNames())
+	})
 	return out
 }
 
-func imageID(img *kubestreamv1.Image) string {
-	if len(img.GetNames()) == 0 {
+func firstName(names []string) string {
+	if len(names) == 0 {
 		return ""
 	}
-	return img.GetNames()[0]
+	return names[0]
 }
+
+func imageID(img *kubestreamv1.Image) string { return firstName(img.GetNames()) }
 
 func sortedImages(m map[string]*kubestreamv1.Image) []*kubestreamv1.Image {
 	out := make([]*kubestreamv1.Image, 0, len(m))

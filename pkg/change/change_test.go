@@ -97,3 +97,31 @@ func TestKeySeparatesKindsAndDerivedStreams(t *testing.T) {
 		t.Fatalf("derived key = %q", got)
 	}
 }
+
+func TestCoalesceImageStorageFoldsResizes(t *testing.T) {
+	node := cm("n1", "1")
+	mk := func(prevSize, size int64, extra func(s *kubestreamv1.ImageStorage)) *change.Change {
+		s := &kubestreamv1.ImageStorage{Transition: kubestreamv1.AlertTransition_ALERT_TRANSITION_NONE}
+		s.Resized = []*kubestreamv1.ImageResize{{Names: []string{"web"}, SizeBytes: size, PreviousSizeBytes: prevSize}}
+		if extra != nil {
+			extra(s)
+		}
+		return &change.Change{Kind: kinds.Nodes, Op: change.Updated, Object: node, ImageStorage: s}
+	}
+	got, ok := change.Coalesce(mk(100, 150, nil), mk(150, 200, nil))
+	if !ok || len(got.ImageStorage.Resized) != 1 {
+		t.Fatalf("two resizes did not fold into one: %v", got)
+	}
+	if r := got.ImageStorage.Resized[0]; r.PreviousSizeBytes != 100 || r.SizeBytes != 200 {
+		t.Fatalf("folded resize %v, want 100 -> 200", r)
+	}
+	back, _ := change.Coalesce(mk(100, 150, nil), mk(150, 100, nil))
+	if len(back.ImageStorage.Resized) != 0 {
+		t.Fatalf("a resize undone by the next one is still reported: %v", back.ImageStorage.Resized)
+	}
+	removed, _ := change.Coalesce(mk(100, 150, nil), &change.Change{Kind: kinds.Nodes, Op: change.Updated, Object: node,
+		ImageStorage: &kubestreamv1.ImageStorage{Transition: kubestreamv1.AlertTransition_ALERT_TRANSITION_NONE, Removed: []*kubestreamv1.Image{{Names: []string{"web"}, SizeBytes: 150}}}})
+	if len(removed.ImageStorage.Resized) != 0 || len(removed.ImageStorage.Removed) != 1 {
+		t.Fatalf("resized then removed: %v", removed.ImageStorage)
+	}
+}
