@@ -44,5 +44,29 @@ make run: change objects in another terminal and watch the events, e.g.
   $KUBECTL_HINT patch configmap demo -p '{"data":{"greeting":"hi"}}'
   $KUBECTL_HINT delete configmap demo
 MSG
-exec_args=("${args[@]}" "$@")
-"$KS" run --listen-address 127.0.0.1:0 --sink stdout "${exec_args[@]}"
+
+# With a sink chosen by the caller, just run.
+for a in "$@"; do
+  if [[ "$a" == --sink* ]]; then
+    exec "$KS" run --listen-address 127.0.0.1:0 "${args[@]}" "$@"
+  fi
+done
+
+# Default: kubestream publishes to its embedded NATS server (JetStream), and
+# `kubestream tail` reads the stream back and prints it here.
+embdir="${XDG_DATA_HOME:-$HOME/.local/share}/kubestream/nats"
+mkdir -p "$embdir"
+marker=$(mktemp)
+"$KS" run --listen-address 127.0.0.1:0 --nats-embedded-dir "$embdir" "${args[@]}" "$@" &
+RUN_PID=$!
+trap 'kill ${TAIL_PID:-} "$RUN_PID" 2>/dev/null; wait "$RUN_PID" 2>/dev/null; rm -f "$marker"; cleanup' EXIT
+for _ in $(seq 1 300); do
+  [[ -f "$embdir/url" && "$embdir/url" -nt "$marker" ]] && break
+  kill -0 "$RUN_PID" 2>/dev/null || { wait "$RUN_PID"; exit $?; }
+  sleep 0.2
+done
+echo "make run: printing events with: $KS tail --from-start --nats-embedded-dir $embdir" >&2
+"$KS" tail --from-start --nats-embedded-dir "$embdir" &
+TAIL_PID=$!
+# Stop when either ends (or on ^C).
+wait -n "$RUN_PID" "$TAIL_PID"
