@@ -18,6 +18,7 @@ cluster_answers() {
 
 cleanup() { [[ -n "${DEV_PID:-}" ]] && kill "$DEV_PID" 2>/dev/null && wait "$DEV_PID" 2>/dev/null; true; }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 args=()
 if cluster_answers; then
@@ -26,7 +27,8 @@ else
   bindir=$(hack/build-controlplane.sh)
   devdir="${XDG_CACHE_HOME:-$HOME/.cache}/kubestream/devcluster"
   rm -f "$devdir/kubeconfig"
-  go run ./hack/devcluster --dir "$devdir" &
+  go build -o bin/devcluster ./hack/devcluster
+  bin/devcluster --dir "$devdir" &
   DEV_PID=$!
   for _ in $(seq 1 300); do
     [[ -f "$devdir/kubeconfig" ]] && break
