@@ -60,7 +60,7 @@ lint: tools ## gofmt, go vet, buf lint, buf breaking against main
 verify: lint check-generated ## all static checks
 
 .PHONY: test-unit
-test-unit: ## unit tests only (no control plane)
+test-unit: ## package tests under pkg/ and cmd/ (a few start the control plane)
 	$(GO) test -race -count=1 ./pkg/... ./cmd/...
 
 .PHONY: test
@@ -68,13 +68,28 @@ test: verify controlplane ## every test: static checks, unit, integration agains
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 .PHONY: e2e
-e2e: controlplane ## black-box tests of the built binary
-	$(GO) test -count=1 -timeout 15m ./test/e2e/...
+e2e: controlplane ## black-box tests of the built binary (stdout, Kafka, NATS, deploy manifests)
+	$(GO) test -count=1 -timeout 15m ./test/e2e/... ./test/kafka/... ./test/nats/... ./test/deploy/...
+
+.PHONY: fuzz
+fuzz: ## fuzz the NATS subject mapping for 30 s each
+	$(GO) test -run '^$$' -fuzz FuzzEscapeToken -fuzztime 30s ./pkg/sink/nats/
+	$(GO) test -run '^$$' -fuzz FuzzSubjectRoundTrip -fuzztime 30s ./pkg/sink/nats/
+
+.PHONY: check-packaging
+check-packaging: controlplane ## Dockerfile rules, the image's build command, compose and deploy/ checks (no Docker needed)
+	hack/check-packaging.sh
+
+.PHONY: image
+image: ## build the container image (needs a Docker engine)
+	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$$(git rev-parse HEAD) --build-arg CREATED=$$(date -u +%FT%TZ) -t kubestream:$(VERSION) .
 
 .PHONY: bench
-bench: controlplane ## performance: go benchmarks and the end-to-end load harness (figures in docs/performance.md)
-	$(GO) test -run '^$$' -bench . -benchmem ./test/bench/... ./pkg/...
+bench: controlplane ## performance: the end-to-end load harness and Go benchmarks (figures in docs/)
 	$(GO) run ./hack/bench
+	$(GO) test -run '^$$' -bench . -benchmem ./test/bench/ ./pkg/imagestorage/
+	$(GO) test -run '^$$' -bench KafkaSink -benchmem ./pkg/sink/kafka/
+	$(GO) test -run '^$$' -bench . -benchtime 4s ./pkg/sink/nats/
 
 .PHONY: clean
 clean: ## remove build output
