@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // Compact is an object as kubestream's informer cache keeps it: the identity
@@ -18,8 +19,8 @@ import (
 //
 // A Compact is immutable once built: Raw is shared, never written.
 type Compact struct {
-	// ObjectMeta holds only namespace, name, uid and resourceVersion.
-	metav1.ObjectMeta
+	// identity is all the cache and the pipeline read of an object.
+	identity
 	// Raw is the protobuf encoding of the full object (managed fields
 	// stripped), as the kind's generated Marshal writes it.
 	Raw []byte
@@ -57,14 +58,9 @@ func Compacted(obj any) (any, error) {
 		return nil, fmt.Errorf("encode %T %s/%s for the cache: %w", obj, o.GetNamespace(), o.GetName(), err)
 	}
 	return &Compact{
-		ObjectMeta: metav1.ObjectMeta{
-			Namespace:       o.GetNamespace(),
-			Name:            o.GetName(),
-			UID:             o.GetUID(),
-			ResourceVersion: o.GetResourceVersion(),
-		},
-		Raw: raw,
-		new: newFn,
+		identity: identity{namespace: o.GetNamespace(), name: o.GetName(), uid: o.GetUID(), resourceVersion: o.GetResourceVersion()},
+		Raw:      raw,
+		new:      newFn,
 	}, nil
 }
 
@@ -76,7 +72,7 @@ func Full(o Object) (Object, error) {
 	}
 	full := c.new()
 	if err := full.Unmarshal(c.Raw); err != nil {
-		return nil, fmt.Errorf("decode cached %s/%s: %w", c.Namespace, c.Name, err)
+		return nil, fmt.Errorf("decode cached %s/%s: %w", c.namespace, c.name, err)
 	}
 	return full, nil
 }
@@ -84,9 +80,50 @@ func Full(o Object) (Object, error) {
 // GetObjectKind implements runtime.Object; kinds are carried by changes.
 func (c *Compact) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
 
-// DeepCopyObject implements runtime.Object. Raw is immutable and shared.
+// DeepCopyObject implements runtime.Object. A Compact is immutable.
 func (c *Compact) DeepCopyObject() runtime.Object {
 	out := *c
-	c.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
 	return &out
 }
+
+// identity implements metav1.Object with the four fields kubestream's cache
+// and pipeline use, in about 70 bytes where metav1.ObjectMeta takes 400.
+// The other getters return zero values; setters do nothing, because cached
+// objects are never modified.
+type identity struct {
+	namespace, name, resourceVersion string
+	uid                              types.UID
+}
+
+var _ metav1.Object = &identity{}
+
+func (m *identity) GetNamespace() string                                       { return m.namespace }
+func (m *identity) GetName() string                                            { return m.name }
+func (m *identity) GetUID() types.UID                                          { return m.uid }
+func (m *identity) GetResourceVersion() string                                 { return m.resourceVersion }
+func (m *identity) SetNamespace(string)                                        {}
+func (m *identity) SetName(string)                                             {}
+func (m *identity) GetGenerateName() string                                    { return "" }
+func (m *identity) SetGenerateName(string)                                     {}
+func (m *identity) SetUID(types.UID)                                           {}
+func (m *identity) SetResourceVersion(string)                                  {}
+func (m *identity) GetGeneration() int64                                       { return 0 }
+func (m *identity) SetGeneration(int64)                                        {}
+func (m *identity) GetSelfLink() string                                        { return "" }
+func (m *identity) SetSelfLink(string)                                         {}
+func (m *identity) GetCreationTimestamp() metav1.Time                          { return metav1.Time{} }
+func (m *identity) SetCreationTimestamp(metav1.Time)                           {}
+func (m *identity) GetDeletionTimestamp() *metav1.Time                         { return nil }
+func (m *identity) SetDeletionTimestamp(*metav1.Time)                          {}
+func (m *identity) GetDeletionGracePeriodSeconds() *int64                      { return nil }
+func (m *identity) SetDeletionGracePeriodSeconds(*int64)                       {}
+func (m *identity) GetLabels() map[string]string                               { return nil }
+func (m *identity) SetLabels(map[string]string)                                {}
+func (m *identity) GetAnnotations() map[string]string                          { return nil }
+func (m *identity) SetAnnotations(map[string]string)                           {}
+func (m *identity) GetFinalizers() []string                                    { return nil }
+func (m *identity) SetFinalizers([]string)                                     {}
+func (m *identity) GetOwnerReferences() []metav1.OwnerReference                { return nil }
+func (m *identity) SetOwnerReferences([]metav1.OwnerReference)                 {}
+func (m *identity) GetManagedFields() []metav1.ManagedFieldsEntry              { return nil }
+func (m *identity) SetManagedFields(managedFields []metav1.ManagedFieldsEntry) {}
