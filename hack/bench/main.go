@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -72,6 +73,7 @@ type options struct {
 	out        string
 	profileDir string
 	extraArgs  string
+	sink       string
 }
 
 func main() {
@@ -84,7 +86,12 @@ func main() {
 	flag.StringVar(&o.out, "out", "", "also write the results as JSON to this file")
 	flag.StringVar(&o.profileDir, "profile-dir", "", "save kubestream's CPU profile of the churn phase and heap profile of the cache phase here (go tool pprof)")
 	flag.StringVar(&o.extraArgs, "kubestream-args", "", "extra arguments for kubestream run, space-separated")
+	flag.StringVar(&o.sink, "sink", "stdout", "stdout: read kubestream's JSON lines; nats: kubestream publishes to its embedded NATS server (JetStream, file storage, acked) and `kubestream tail --output json` reads them back")
 	flag.Parse()
+	if o.sink != "stdout" && o.sink != "nats" {
+		fmt.Fprintln(os.Stderr, "bench: --sink is stdout or nats")
+		os.Exit(2)
+	}
 	if o.pods < 1 || o.rate <= 0 || o.workers < 1 {
 		fmt.Fprintln(os.Stderr, "bench: --pods, --rate and --workers must be positive")
 		os.Exit(2)
@@ -205,11 +212,21 @@ func run(ctx context.Context, o options) (*results, error) {
 		return nil, fmt.Errorf("create namespace: %w", err)
 	}
 
-	args := []string{"run", "--kubeconfig", cp.Kubeconfig, "--sink", "stdout", "--kinds", "pods", "--resync", "0", "--listen-address", "127.0.0.1:0"}
+	args := []string{"run", "--kubeconfig", cp.Kubeconfig, "--sink", o.sink, "--kinds", "pods", "--resync", "0", "--listen-address", "127.0.0.1:0"}
+	var readerArgs []string
+	if o.sink == "nats" {
+		natsDir := filepath.Join(work, "nats")
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "--nats-embedded-dir", natsDir, "--nats-embedded-port", strconv.Itoa(port))
+		readerArgs = []string{"tail", "--output", "json", "--nats-embedded-dir", natsDir}
+	}
 	args = append(args, strings.Fields(o.extraArgs)...)
 	res.Settings.Args = args[1:]
 	res.Log = filepath.Join(work, "kubestream.log")
-	ks, err := startKubestream(o.binary, args, res.Log)
+	ks, err := startKubestream(o.binary, args, readerArgs, res.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -587,7 +604,9 @@ func quantile(sorted []float64, q float64) float64 {
 
 // kubestream is the process under measurement.
 type kubestream struct {
-	cmd         *exec.Cmd
+	cmd *exec.Cmd
+	// reader is `kubestream tail` when events go to NATS; nil for stdout.
+	reader      *exec.Cmd
 	rec         *recorder
 	logPath     string
 	metricsAddr string
@@ -598,7 +617,10 @@ type kubestream struct {
 
 var addressRE = regexp.MustCompile(`"Serving metrics and health" address="([^"]+)"`)
 
-func startKubestream(binary string, args []string, logPath string) (*kubestream, error) {
+// startKubestream runs kubestream and reads its events: from its stdout, or
+// when readerArgs are given, from the stdout of a second kubestream process
+// (tail) started once the first is serving.
+func startKubestream(binary string, args, readerArgs []string, logPath string) (*kubestream, error) {
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
@@ -639,25 +661,57 @@ func startKubestream(binary string, args []string, logPath string) (*kubestream,
 		}
 	}()
 	readDone := make(chan struct{})
+	if readerArgs == nil {
+		go func() {
+			defer close(readDone)
+			ks.rec.read(stdout)
+		}()
+	} else {
+		go func() { _, _ = io.Copy(io.Discard, stdout) }()
+	}
 	go func() {
-		defer close(readDone)
-		ks.rec.read(stdout)
-	}()
-	go func() {
-		<-readDone
+		if readerArgs == nil {
+			<-readDone
+		}
 		<-ks.stderrDone
 		_ = ks.cmd.Wait()
 		close(ks.exited)
 	}()
 	select {
 	case ks.metricsAddr = <-addr:
-		return ks, nil
 	case <-ks.exited:
 		return nil, fmt.Errorf("kubestream exited at start; log: %s", logPath)
 	case <-time.After(60 * time.Second):
 		ks.kill()
 		return nil, fmt.Errorf("kubestream did not report its listen address; log: %s", logPath)
 	}
+	if readerArgs != nil {
+		ks.reader = exec.Command(binary, readerArgs...)
+		ks.reader.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		ks.reader.Stderr = os.Stderr
+		out, err := ks.reader.StdoutPipe()
+		if err != nil {
+			return nil, err
+		}
+		if err := ks.reader.Start(); err != nil {
+			ks.kill()
+			return nil, fmt.Errorf("start kubestream tail: %w", err)
+		}
+		go func() {
+			defer close(readDone)
+			ks.rec.read(out)
+		}()
+	}
+	return ks, nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // stop sends SIGTERM and returns the exit code.
@@ -669,6 +723,11 @@ func (ks *kubestream) stop(timeout time.Duration) (int, error) {
 		ks.kill()
 		return -1, fmt.Errorf("kubestream did not exit within %s of SIGTERM; log: %s", timeout, ks.logPath)
 	}
+	if ks.reader != nil {
+		_ = ks.reader.Process.Signal(syscall.SIGTERM)
+		_ = ks.reader.Wait()
+		ks.reader = nil
+	}
 	if ks.rec.err != nil {
 		return -1, fmt.Errorf("read kubestream's stdout: %w", ks.rec.err)
 	}
@@ -679,6 +738,11 @@ func (ks *kubestream) stop(timeout time.Duration) (int, error) {
 }
 
 func (ks *kubestream) kill() {
+	if ks.reader != nil && ks.reader.Process != nil {
+		_ = ks.reader.Process.Kill()
+		_ = ks.reader.Wait()
+		ks.reader = nil
+	}
 	select {
 	case <-ks.exited:
 	default:
