@@ -272,17 +272,9 @@ func (p *Pipeline) Shutdown(ctx context.Context) int {
 	p.closed = true
 	p.cond.Broadcast()
 	p.mu.Unlock()
-	stop := context.AfterFunc(ctx, func() {
-		p.mu.Lock()
-		p.idle.Broadcast()
-		p.mu.Unlock()
-	})
-	defer stop()
+	_ = p.WaitIdle(ctx)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for p.pending > 0 && ctx.Err() == nil {
-		p.idle.Wait()
-	}
 	return p.pending
 }
 

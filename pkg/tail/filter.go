@@ -6,8 +6,8 @@ import (
 	"strings"
 
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
+	"github.com/kubestream/kubestream/pkg/event"
 	"github.com/kubestream/kubestream/pkg/kinds"
-	natssink "github.com/kubestream/kubestream/pkg/sink/nats"
 )
 
 // Filter selects events. Empty sets match everything.
@@ -84,7 +84,7 @@ func (f Filter) Match(ev *kubestreamv1.Event) bool {
 			return f.Kinds[k] || k == kinds.Nodes.Resource && f.Kinds[kinds.ImageStorage]
 		})
 	}
-	if len(f.Kinds) > 0 && !f.Kinds[natssink.Kind(ev)] {
+	if len(f.Kinds) > 0 && !f.Kinds[event.Resource(ev)] {
 		return false
 	}
 	return len(f.Namespaces) == 0 || f.Namespaces[ev.GetObject().GetNamespace()]

@@ -12,7 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
-	natssink "github.com/kubestream/kubestream/pkg/sink/nats"
+	"github.com/kubestream/kubestream/pkg/event"
 )
 
 // Format is how events are printed.
@@ -92,7 +92,7 @@ func TextLine(ev *kubestreamv1.Event, loc *time.Location) string {
 		loc = time.Local
 	}
 	ts := ev.GetObservedAt().AsTime().In(loc).Format("15:04:05.000")
-	op := natssink.OpName(ev.GetOperation())
+	op := event.OpName(ev.GetOperation())
 	if r := ev.GetReplay(); r != nil {
 		return fmt.Sprintf("%s %-12s %-13s %s", ts, op, "replay", replayDetail(r))
 	}
@@ -107,7 +107,7 @@ func TextLine(ev *kubestreamv1.Event, loc *time.Location) string {
 	} else {
 		detail = changeDetail(ev.GetOperation(), ev.GetChange())
 	}
-	return strings.TrimRight(fmt.Sprintf("%s %-12s %-13s %s  %s", ts, op, natssink.Kind(ev), id, detail), " ")
+	return strings.TrimRight(fmt.Sprintf("%s %-12s %-13s %s  %s", ts, op, event.Resource(ev), id, detail), " ")
 }
 
 func replayDetail(r *kubestreamv1.ReplayMarker) string {

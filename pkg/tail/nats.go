@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"k8s.io/klog/v2"
 
+	"github.com/kubestream/kubestream/pkg/event"
 	natssink "github.com/kubestream/kubestream/pkg/sink/nats"
 )
 
@@ -87,7 +88,7 @@ func (n *NATS) consume(ctx context.Context, js jetstream.JetStream, handle func(
 			}
 			return fmt.Errorf("read JetStream stream %s: %w", n.Stream, err)
 		}
-		if err := handle(Message{Origin: m.Subject(), ContentType: m.Headers().Get(natssink.HeaderContentType), Data: m.Data()}); err != nil {
+		if err := handle(Message{Origin: m.Subject(), ContentType: m.Headers().Get(event.HeaderContentType), Data: m.Data()}); err != nil {
 			return err
 		}
 	}
@@ -108,7 +109,7 @@ func (n *NATS) subscribe(ctx context.Context, nc *nats.Conn, subject string, han
 		case <-ctx.Done():
 			return ctx.Err()
 		case m := <-ch:
-			if err := handle(Message{Origin: m.Subject, ContentType: m.Header.Get(natssink.HeaderContentType), Data: m.Data}); err != nil {
+			if err := handle(Message{Origin: m.Subject, ContentType: m.Header.Get(event.HeaderContentType), Data: m.Data}); err != nil {
 				return err
 			}
 		}

@@ -12,9 +12,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
+	"github.com/kubestream/kubestream/pkg/event"
 	"github.com/kubestream/kubestream/pkg/kinds"
 	"github.com/kubestream/kubestream/pkg/pipeline"
-	"github.com/kubestream/kubestream/pkg/sink/kafka"
 )
 
 // randomBytes is incompressible data, the same on every run.
@@ -96,7 +96,7 @@ func TestIncompressibleNearOneMebibyteIsTrimmed(t *testing.T) {
 	if !oc.GetTruncated() || len(oc.GetPrevious()) != 0 {
 		t.Errorf("event not trimmed: truncated=%v previous=%d bytes object=%d bytes", oc.GetTruncated(), len(oc.GetPrevious()), len(oc.GetObject()))
 	}
-	if tr, _ := header(recs[0], kafka.HeaderTruncated); tr != "true" {
+	if tr, _ := header(recs[0], event.HeaderTruncated); tr != "true" {
 		t.Errorf("ks-truncated header %q, want true", tr)
 	}
 	if ev.GetId() != up.GetId() || oc.GetConfigMap().GetDataHash() == "" || ev.GetObject().GetName() != "blob" {

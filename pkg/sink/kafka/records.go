@@ -8,38 +8,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
-	"github.com/kubestream/kubestream/pkg/change"
+	"github.com/kubestream/kubestream/pkg/event"
 	"github.com/kubestream/kubestream/pkg/kinds"
 )
-
-// Record headers. Consumers route and filter on them without decoding the
-// value.
-const (
-	// HeaderID is the event id (Event.id): deduplicate on it.
-	HeaderID = "ks-id"
-	// HeaderOp is the operation: created, updated, deleted, snapshot,
-	// replay_begin, replay_end, or tombstone.
-	HeaderOp = "ks-op"
-	// HeaderKind is the lower-case plural kind ("pods", "imagestorage");
-	// on replay markers the covered kinds, comma-separated.
-	HeaderKind = "ks-kind"
-	// HeaderNamespace is the object's namespace; absent for cluster-scoped
-	// kinds and markers.
-	HeaderNamespace = "ks-namespace"
-	// HeaderCluster is Event.cluster.
-	HeaderCluster = "ks-cluster"
-	// HeaderReplayID is set on snapshots and replay markers.
-	HeaderReplayID = "ks-replay-id"
-	// HeaderSchema is the wire contract version (Event.schema_version).
-	HeaderSchema = "ks-schema"
-	// HeaderTruncated is "true" when object states were dropped to fit.
-	HeaderTruncated = "ks-truncated"
-	// HeaderContentType says how the value is encoded.
-	HeaderContentType = "content-type"
-)
-
-// ContentType is the content-type header of every record with a value.
-const ContentType = "application/x-protobuf; messageType=kubestream.v1.Event"
 
 // OpTombstone is the ks-op of tombstone records.
 const OpTombstone = "tombstone"
@@ -67,14 +38,12 @@ func (b *balancer) Balance(msg kafkago.Message, partitions ...int) int {
 // resourceOf is the kind an event is about, as a resource name; image-storage
 // events have their own.
 func resourceOf(ev *kubestreamv1.Event) (string, error) {
-	if ev.GetImageStorage() != nil {
-		return kinds.ImageStorage, nil
+	if ev.GetImageStorage() == nil {
+		if _, ok := kinds.ByKind(ev.GetObject().GetKind()); !ok {
+			return "", fmt.Errorf("event %s is about unknown kind %q", ev.GetId(), ev.GetObject().GetKind())
+		}
 	}
-	k, ok := kinds.ByKind(ev.GetObject().GetKind())
-	if !ok {
-		return "", fmt.Errorf("event %s is about unknown kind %q", ev.GetId(), ev.GetObject().GetKind())
-	}
-	return k.Resource, nil
+	return event.Resource(ev), nil
 }
 
 // Key returns the record key of an object's events: "<resource>/<namespace>/<name>",
@@ -90,28 +59,19 @@ func Key(resource, namespace, name string) []byte {
 	return []byte(resource + "/" + namespace + "/" + name)
 }
 
-func opName(op kubestreamv1.Operation) string { return change.Op(op).String() }
-
-// headers builds the headers of an event's record.
-func headers(ev *kubestreamv1.Event, kind, op string) []kafkago.Header {
-	h := make([]kafkago.Header, 0, 9)
-	h = append(h,
-		kafkago.Header{Key: HeaderID, Value: []byte(ev.GetId())},
-		kafkago.Header{Key: HeaderOp, Value: []byte(op)},
-		kafkago.Header{Key: HeaderKind, Value: []byte(kind)},
-		kafkago.Header{Key: HeaderSchema, Value: []byte(strconv.FormatUint(uint64(ev.GetSchemaVersion()), 10))},
-	)
-	if ns := ev.GetObject().GetNamespace(); ns != "" {
-		h = append(h, kafkago.Header{Key: HeaderNamespace, Value: []byte(ns)})
-	}
-	if c := ev.GetCluster(); c != "" {
-		h = append(h, kafkago.Header{Key: HeaderCluster, Value: []byte(c)})
-	}
-	if r := ev.GetReplayId(); r != "" {
-		h = append(h, kafkago.Header{Key: HeaderReplayID, Value: []byte(r)})
-	}
-	if ev.GetChange().GetTruncated() {
-		h = append(h, kafkago.Header{Key: HeaderTruncated, Value: []byte("true")})
+// headers builds the headers of a record: event.Headers, with the
+// operation and content type replaced for tombstones (no value).
+func headers(ev *kubestreamv1.Event, tombstone bool) []kafkago.Header {
+	hs := event.Headers(ev)
+	h := make([]kafkago.Header, 0, len(hs))
+	for _, kv := range hs {
+		switch {
+		case tombstone && kv.Key == event.HeaderOp:
+			kv.Value = OpTombstone
+		case tombstone && kv.Key == event.HeaderContentType:
+			continue
+		}
+		h = append(h, kafkago.Header{Key: kv.Key, Value: []byte(kv.Value)})
 	}
 	return h
 }
@@ -129,11 +89,10 @@ func (s *Sink) objectRecords(ev *kubestreamv1.Event) ([]kafkago.Message, error) 
 	}
 	topic := s.topicFor(resource)
 	key := Key(resource, ev.GetObject().GetNamespace(), ev.GetObject().GetName())
-	h := append(headers(ev, resource, opName(ev.GetOperation())), kafkago.Header{Key: HeaderContentType, Value: []byte(ContentType)})
-	msgs := []kafkago.Message{{Topic: topic, Key: key, Value: value, Headers: h}}
+	msgs := []kafkago.Message{{Topic: topic, Key: key, Value: value, Headers: headers(ev, false)}}
 	if s.opts.Tombstones && ev.GetOperation() == kubestreamv1.Operation_OPERATION_DELETED {
 		// Same key, so the same partition, right after the delete.
-		msgs = append(msgs, kafkago.Message{Topic: topic, Key: key, Headers: headers(ev, resource, OpTombstone)})
+		msgs = append(msgs, kafkago.Message{Topic: topic, Key: key, Headers: headers(ev, true)})
 	}
 	return msgs, nil
 }
@@ -167,14 +126,7 @@ func markerRecords(ev *kubestreamv1.Event, topics []string, partitions map[strin
 	if err != nil {
 		return nil, fmt.Errorf("encode replay marker %s: %w", ev.GetId(), err)
 	}
-	kindsHeader := ""
-	for i, k := range ev.GetReplay().GetKinds() {
-		if i > 0 {
-			kindsHeader += ","
-		}
-		kindsHeader += k
-	}
-	h := append(headers(ev, kindsHeader, opName(ev.GetOperation())), kafkago.Header{Key: HeaderContentType, Value: []byte(ContentType)})
+	h := headers(ev, false)
 	var msgs []kafkago.Message
 	for _, t := range topics {
 		for p := 0; p < partitions[t]; p++ {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
 	"github.com/kubestream/kubestream/pkg/change"
+	"github.com/kubestream/kubestream/pkg/event"
 	"github.com/kubestream/kubestream/pkg/kinds"
 	"github.com/kubestream/kubestream/pkg/pipeline"
 	"github.com/kubestream/kubestream/pkg/sink/kafka"
@@ -61,38 +62,38 @@ func TestTopicPerKindKeysHeadersAndTombstones(t *testing.T) {
 		if r.Partition != pods[0].Partition {
 			t.Errorf("record %d in partition %d, want all of one object in partition %d", i, r.Partition, pods[0].Partition)
 		}
-		if op, _ := header(r, kafka.HeaderOp); op != wantOps[i] {
+		if op, _ := header(r, event.HeaderOp); op != wantOps[i] {
 			t.Errorf("record %d ks-op %q, want %q (records out of order?)", i, op, wantOps[i])
 		}
-		if k, _ := header(r, kafka.HeaderKind); k != "pods" {
+		if k, _ := header(r, event.HeaderKind); k != "pods" {
 			t.Errorf("record %d ks-kind %q, want pods", i, k)
 		}
-		if ns, _ := header(r, kafka.HeaderNamespace); ns != "shop" {
+		if ns, _ := header(r, event.HeaderNamespace); ns != "shop" {
 			t.Errorf("record %d ks-namespace %q, want shop", i, ns)
 		}
-		if v, _ := header(r, kafka.HeaderSchema); v != "1" {
+		if v, _ := header(r, event.HeaderSchema); v != "1" {
 			t.Errorf("record %d ks-schema %q, want 1", i, v)
 		}
-		if v, _ := header(r, kafka.HeaderCluster); v != "test" {
+		if v, _ := header(r, event.HeaderCluster); v != "test" {
 			t.Errorf("record %d ks-cluster %q, want test", i, v)
 		}
 	}
 	for i, r := range pods {
-		ct, hasCT := header(r, kafka.HeaderContentType)
+		ct, hasCT := header(r, event.HeaderContentType)
 		if wantOps[i] == kafka.OpTombstone {
 			if r.Value != nil || hasCT {
 				t.Errorf("tombstone has value %d bytes, content-type %v: want null value, no content-type", len(r.Value), hasCT)
 			}
-			if id, _ := header(r, kafka.HeaderID); id != del.GetId() {
+			if id, _ := header(r, event.HeaderID); id != del.GetId() {
 				t.Errorf("tombstone ks-id %q, want the delete's id %q", id, del.GetId())
 			}
 			continue
 		}
-		if ct != kafka.ContentType {
-			t.Errorf("record %d content-type %q, want %q", i, ct, kafka.ContentType)
+		if ct != event.ContentTypeProtobuf {
+			t.Errorf("record %d content-type %q, want %q", i, ct, event.ContentTypeProtobuf)
 		}
 		ev := decode(t, r)
-		if id, _ := header(r, kafka.HeaderID); id != ev.GetId() {
+		if id, _ := header(r, event.HeaderID); id != ev.GetId() {
 			t.Errorf("record %d ks-id %q, value id %q", i, id, ev.GetId())
 		}
 	}
@@ -114,10 +115,10 @@ func TestTopicPerKindKeysHeadersAndTombstones(t *testing.T) {
 			t.Errorf("%s holds %q, want one record keyed %s", want.topic, joinKeys(recs), want.key)
 			continue
 		}
-		if k, _ := header(recs[0], kafka.HeaderKind); k != want.kind {
+		if k, _ := header(recs[0], event.HeaderKind); k != want.kind {
 			t.Errorf("%s: ks-kind %q, want %q", want.topic, k, want.kind)
 		}
-		if _, ok := header(recs[0], kafka.HeaderNamespace); ok && want.kind == "nodes" {
+		if _, ok := header(recs[0], event.HeaderNamespace); ok && want.kind == "nodes" {
 			t.Errorf("%s: cluster-scoped record carries ks-namespace", want.topic)
 		}
 	}
@@ -217,16 +218,16 @@ func TestReplayMarkersReachEveryPartition(t *testing.T) {
 		recs := readTopic(t, ctx, o.Brokers, topic)
 		perPartition := map[int32][]string{}
 		for _, r := range recs {
-			op, _ := header(r, kafka.HeaderOp)
+			op, _ := header(r, event.HeaderOp)
 			perPartition[r.Partition] = append(perPartition[r.Partition], op)
 			if strings.HasPrefix(op, "replay_") {
 				if want := fmt.Sprintf("%s%d", kafka.MarkerKeyPrefix, r.Partition); string(r.Key) != want {
 					t.Errorf("%s: marker key %q in partition %d, want %q", topic, r.Key, r.Partition, want)
 				}
-				if k, _ := header(r, kafka.HeaderKind); k != "pods,nodes" {
+				if k, _ := header(r, event.HeaderKind); k != "pods,nodes" {
 					t.Errorf("%s: marker ks-kind %q, want pods,nodes", topic, k)
 				}
-				if id, _ := header(r, kafka.HeaderReplayID); id != "round-1" {
+				if id, _ := header(r, event.HeaderReplayID); id != "round-1" {
 					t.Errorf("%s: marker ks-replay-id %q", topic, id)
 				}
 				if ev := decode(t, r); ev.GetReplay().GetReplayId() != "round-1" {

@@ -161,9 +161,9 @@ func TestOversizedEventsDoNotStallOthers(t *testing.T) {
 			continue
 		}
 		found = true
-		if !ev.GetChange().GetTruncated() || ev.GetChange().GetObject() != nil || m.Headers().Get(natssink.HeaderTruncated) != "true" {
+		if !ev.GetChange().GetTruncated() || ev.GetChange().GetObject() != nil || m.Headers().Get(event.HeaderTruncated) != "true" {
 			t.Errorf("oversized event not marked truncated or still carrying its state (truncated=%v, %d object bytes, header %q)",
-				ev.GetChange().GetTruncated(), len(ev.GetChange().GetObject()), m.Headers().Get(natssink.HeaderTruncated))
+				ev.GetChange().GetTruncated(), len(ev.GetChange().GetObject()), m.Headers().Get(event.HeaderTruncated))
 		}
 		if ev.GetChange().GetConfigMap().GetValueSizes()["blob"] != 100<<10 {
 			t.Errorf("trimmed event lost its summary: %v", ev.GetChange().GetConfigMap())

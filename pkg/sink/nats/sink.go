@@ -254,7 +254,7 @@ func (s *Sink) message(ev *kubestreamv1.Event) (*nats.Msg, error) {
 	subject := Subject(s.prefix, ev)
 	h := Headers(ev)
 	// Headers grow by ks-truncated when trimming: reserve room for it.
-	limit := s.limit() - headerSize(h) - len(HeaderTruncated+": true\r\n")
+	limit := s.limit() - headerSize(h) - len(event.HeaderTruncated+": true\r\n")
 	if size := proto.Size(ev); size > limit {
 		trimmed := event.Trim(ev, limit)
 		if trimmed == nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kubestream/kubestream/pkg/event"
 	natssink "github.com/kubestream/kubestream/pkg/sink/nats"
 	"github.com/kubestream/kubestream/pkg/sink/nats/natstest"
 )
@@ -45,9 +46,9 @@ func TestJetStreamPublishesAckedDeduplicatedEvents(t *testing.T) {
 				}
 				h := m.Headers()
 				for name, v := range map[string]string{
-					natssink.HeaderID: want.GetId(), nats.MsgIdHdr: want.GetId(), natssink.HeaderOp: "updated",
-					natssink.HeaderKind: "pods", natssink.HeaderNamespace: "payments", natssink.HeaderCluster: "test",
-					natssink.HeaderSchema: "1", natssink.HeaderContentType: natssink.ContentTypeProtobuf,
+					event.HeaderID: want.GetId(), nats.MsgIdHdr: want.GetId(), event.HeaderOp: "updated",
+					event.HeaderKind: "pods", event.HeaderNamespace: "payments", event.HeaderCluster: "test",
+					event.HeaderSchema: "1", event.HeaderContentType: event.ContentTypeProtobuf,
 				} {
 					if h.Get(name) != v {
 						t.Errorf("message %d header %s = %q, want %q", i, name, h.Get(name), v)

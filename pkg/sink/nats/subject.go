@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
+	"github.com/kubestream/kubestream/pkg/event"
 	"github.com/kubestream/kubestream/pkg/kinds"
 )
 
@@ -14,7 +15,7 @@ import (
 const DefaultSubjectPrefix = "kubestream"
 
 // ReplayToken is the subject token of replay markers: <prefix>.replay.
-const ReplayToken = "replay"
+const ReplayToken = event.ReplayResource
 
 // Subjects are built from tokens joined by dots:
 //
@@ -140,26 +141,9 @@ func ValidatePrefix(prefix string) error {
 	return nil
 }
 
-// Kind returns the kind token of an event: the resource name ("pods"),
-// "imagestorage" or "replay".
-func Kind(ev *kubestreamv1.Event) string {
-	switch {
-	case ev.GetReplay() != nil:
-		return ReplayToken
-	case ev.GetImageStorage() != nil:
-		return kinds.ImageStorage
-	}
-	if k, ok := kinds.ByKind(ev.GetObject().GetKind()); ok {
-		return k.Resource
-	}
-	// A kind this build does not know: lower-case plural as Kubernetes names
-	// resources, good enough to keep it apart from the others.
-	return strings.ToLower(ev.GetObject().GetKind()) + "s"
-}
-
 // Subject returns the subject an event is published on.
 func Subject(prefix string, ev *kubestreamv1.Event) string {
-	kind := Kind(ev)
+	kind := event.Resource(ev)
 	switch kind {
 	case ReplayToken:
 		return prefix + "." + ReplayToken
