@@ -37,6 +37,7 @@ func TestIndependentConsumer(t *testing.T) {
 
 	out := run(t, ctx, nil, "kcat", "-C", "-b", broker, "-t", "kubestream.pods", "-o", "beginning", "-e", "-q",
 		"-f", `%k|%h|%S\n`)
+	t.Logf("kcat -f '%%k|%%h|%%S':\n%s", out)
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	if len(lines) != 4 {
 		t.Fatalf("kcat read %d records, want 4 (marker, created, deleted, tombstone):\n%s", len(lines), out)
@@ -64,6 +65,7 @@ func TestIndependentConsumer(t *testing.T) {
 	root := filepath.Join("..", "..", "..")
 	decoded := run(t, ctx, value, "protoc", "--decode", "kubestream.v1.Event",
 		"-I", filepath.Join(root, "proto"), "-I", "/usr/include", filepath.Join(root, "proto", "kubestream", "v1", "event.proto"))
+	t.Logf("protoc --decode kubestream.v1.Event:\n%s", decoded)
 	for _, want := range []string{`operation: OPERATION_CREATED`, `kind: "Pod"`, `namespace: "shop"`, `name: "web"`, `uid: "uid-web"`, `phase: "Running"`} {
 		if !bytes.Contains(decoded, []byte(want)) {
 			t.Errorf("protoc --decode output lacks %s:\n%s", want, decoded)
