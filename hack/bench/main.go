@@ -49,6 +49,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -86,10 +87,10 @@ func main() {
 	flag.StringVar(&o.out, "out", "", "also write the results as JSON to this file")
 	flag.StringVar(&o.profileDir, "profile-dir", "", "save kubestream's CPU profile of the churn phase and heap profile of the cache phase here (go tool pprof)")
 	flag.StringVar(&o.extraArgs, "kubestream-args", "", "extra arguments for kubestream run, space-separated")
-	flag.StringVar(&o.sink, "sink", "stdout", "stdout: read kubestream's JSON lines; nats: kubestream publishes to its embedded NATS server (JetStream, file storage, acked) and `kubestream tail --output json` reads them back")
+	flag.StringVar(&o.sink, "sink", "stdout", "stdout: read kubestream's JSON lines; nats: kubestream publishes to its embedded NATS server (JetStream, file storage, acked); kafka: kubestream publishes to an in-process Kafka (kfake, 3 brokers, acks=all); for nats and kafka `kubestream tail --output json` reads the events back")
 	flag.Parse()
-	if o.sink != "stdout" && o.sink != "nats" {
-		fmt.Fprintln(os.Stderr, "bench: --sink is stdout or nats")
+	if o.sink != "stdout" && o.sink != "nats" && o.sink != "kafka" {
+		fmt.Fprintln(os.Stderr, "bench: --sink is stdout, nats or kafka")
 		os.Exit(2)
 	}
 	if o.pods < 1 || o.rate <= 0 || o.workers < 1 {
@@ -222,6 +223,18 @@ func run(ctx context.Context, o options) (*results, error) {
 		}
 		args = append(args, "--nats-embedded-dir", natsDir, "--nats-embedded-port", strconv.Itoa(port))
 		readerArgs = []string{"tail", "--output", "json", "--nats-embedded-dir", natsDir}
+	}
+	if o.sink == "kafka" {
+		// The broker runs in this process, so its CPU is not counted as
+		// kubestream's.
+		kc, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.DefaultNumPartitions(6))
+		if err != nil {
+			return nil, fmt.Errorf("start kfake: %w", err)
+		}
+		defer kc.Close()
+		brokers := strings.Join(kc.ListenAddrs(), ",")
+		args = append(args, "--kafka-brokers", brokers, "--kafka-create-topics")
+		readerArgs = []string{"tail", "--output", "json", "--kafka-brokers", brokers, "--kafka-topic", "kubestream.pods"}
 	}
 	args = append(args, strings.Fields(o.extraArgs)...)
 	res.Settings.Args = args[1:]
