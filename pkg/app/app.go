@@ -204,6 +204,11 @@ func Run(ctx context.Context, cfg Config, openSink SinkOpener) error {
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 	})
 	reg.MustRegister(latency)
+	// Sinks with counters of their own (oversized events, tombstones) export
+	// them by being collectors.
+	if c, ok := sink.(prometheus.Collector); ok {
+		reg.MustRegister(c)
+	}
 	popts := cfg.Pipeline
 	userAck := popts.OnAcknowledged
 	popts.OnAcknowledged = func(ev *kubestreamv1.Event, enqueued time.Time) {
