@@ -7,12 +7,14 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 	"k8s.io/klog/v2"
 
 	"github.com/kubestream/kubestream/pkg/config"
 	"github.com/kubestream/kubestream/pkg/natsembed"
+	kafkasink "github.com/kubestream/kubestream/pkg/sink/kafka"
 	natssink "github.com/kubestream/kubestream/pkg/sink/nats"
 	"github.com/kubestream/kubestream/pkg/tail"
 )
@@ -40,8 +42,11 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		topicPrefix = fs.String("kafka-topic-prefix", "kubestream", "read every topic <prefix>.*")
 		topic       = fs.String("kafka-topic", "", "read this one topic instead")
 		conn        natssink.ConnOptions
+		kafkaTLS    kafkasink.TLSOptions
+		kafkaSASL   kafkasink.SASLOptions
 	)
 	conn.AddFlags(fs)
+	kafkasink.AddSecurityFlags(fs, &kafkaTLS, &kafkaSASL)
 	addLogFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: kubestream tail [flags]\n\nPrints kubestream events from the bus. With no flags it reads the embedded NATS\nserver that 'kubestream run' starts by default.\n\nFlags:")
@@ -75,15 +80,22 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		problems = append(problems, "--limit must not be negative")
 	}
 	var src tail.Source
+	kafkaSource := func() tail.Source {
+		dialer, err := kafkasink.NewDialer(10*time.Second, kafkaTLS, kafkaSASL)
+		if err != nil {
+			problems = append(problems, err.Error())
+		}
+		return &tail.Kafka{Brokers: *brokers, Topic: *topic, TopicPrefix: *topicPrefix, FromStart: *fromStart, Dialer: dialer}
+	}
 	switch strings.ToLower(*source) {
 	case "kafka":
 		if len(*brokers) == 0 {
 			problems = append(problems, "--source kafka needs --kafka-brokers host:9092")
 		}
-		src = &tail.Kafka{Brokers: *brokers, Topic: *topic, TopicPrefix: *topicPrefix, FromStart: *fromStart}
+		src = kafkaSource()
 	case "":
 		if len(*brokers) > 0 {
-			src = &tail.Kafka{Brokers: *brokers, Topic: *topic, TopicPrefix: *topicPrefix, FromStart: *fromStart}
+			src = kafkaSource()
 			break
 		}
 		fallthrough

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/kubestream/kubestream/pkg/config"
+	kafkasink "github.com/kubestream/kubestream/pkg/sink/kafka"
 	natssink "github.com/kubestream/kubestream/pkg/sink/nats"
 )
 
@@ -35,6 +36,8 @@ type Config struct {
 	KafkaTopic       string
 	KafkaGroup       string
 	KafkaStartOffset string
+	KafkaTLS         kafkasink.TLSOptions
+	KafkaSASL        kafkasink.SASLOptions
 
 	AlertmanagerURLs    []string
 	BearerToken         string
@@ -77,6 +80,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.KafkaTopicPrefix, "kafka-topic-prefix", c.KafkaTopicPrefix, "topic prefix kubestream publishes with; events are read from <prefix>.imagestorage")
 	fs.StringVar(&c.KafkaTopic, "kafka-topic", c.KafkaTopic, "read this topic instead of <prefix>.imagestorage (when kubestream runs with --kafka-topic; other events in it are skipped)")
 	fs.StringVar(&c.KafkaGroup, "kafka-group", c.KafkaGroup, "consumer group: remembers committed offsets across restarts")
+	kafkasink.AddSecurityFlags(fs, &c.KafkaTLS, &c.KafkaSASL)
 	fs.StringVar(&c.KafkaStartOffset, "kafka-start-offset", c.KafkaStartOffset, "where a group without committed offsets starts: first (the retained history, on a compacted topic each node's last event) or last")
 	fs.StringSliceVar(&c.AlertmanagerURLs, "alertmanager-url", c.AlertmanagerURLs, "Alertmanager base URL, e.g. http://alertmanager:9093; repeat or comma-separate for every member of an HA cluster (required)")
 	fs.StringVar(&c.BearerToken, "alertmanager-bearer-token", c.BearerToken, "bearer token for Alertmanager (prefer --alertmanager-bearer-token-file or KUBESTREAM_ALERTMANAGER_BEARER_TOKEN)")
@@ -121,6 +125,7 @@ func (c *Config) Validate() []error {
 		if c.KafkaStartOffset != "first" && c.KafkaStartOffset != "last" {
 			errs = append(errs, fmt.Errorf("--kafka-start-offset %q is unknown: use first or last", c.KafkaStartOffset))
 		}
+		errs = append(errs, kafkasink.ValidateSecurity(c.KafkaTLS, c.KafkaSASL)...)
 	default:
 		errs = append(errs, fmt.Errorf("--source %q is unknown: use nats or kafka", c.Source))
 	}
@@ -206,7 +211,11 @@ func (c *Config) OpenSource(ctx context.Context) (src Source, close func(), err 
 		if c.KafkaStartOffset == "last" {
 			start = kafkago.LastOffset
 		}
-		return &KafkaSource{Brokers: c.KafkaBrokers, Topic: topic, Group: c.KafkaGroup, StartOffset: start}, func() {}, nil
+		dialer, err := kafkasink.NewDialer(10*time.Second, c.KafkaTLS, c.KafkaSASL)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &KafkaSource{Brokers: c.KafkaBrokers, Topic: topic, Group: c.KafkaGroup, StartOffset: start, Dialer: dialer}, func() {}, nil
 	}
 	return nil, nil, fmt.Errorf("--source %q is unknown: use nats or kafka", c.Source)
 }

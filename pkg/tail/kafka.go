@@ -23,6 +23,15 @@ type Kafka struct {
 	// FromStart reads from each partition's first offset; otherwise from
 	// its end.
 	FromStart bool
+	// Dialer connects to the brokers (TLS, SASL); nil dials plain TCP.
+	Dialer *kafkago.Dialer
+}
+
+func (k *Kafka) dialer() *kafkago.Dialer {
+	if k.Dialer != nil {
+		return k.Dialer
+	}
+	return kafkago.DefaultDialer
 }
 
 // Run implements Source. Records of one partition arrive in order; records
@@ -72,7 +81,7 @@ func (k *Kafka) Run(ctx context.Context, handle func(Message) error) error {
 func (k *Kafka) partitions(ctx context.Context) ([]kafkago.Partition, error) {
 	var lastErr error
 	for _, b := range k.Brokers {
-		conn, err := (&kafkago.Dialer{}).DialContext(ctx, "tcp", b)
+		conn, err := k.dialer().DialContext(ctx, "tcp", b)
 		if err != nil {
 			lastErr = err
 			continue
@@ -116,7 +125,7 @@ func (k *Kafka) prefix() string {
 
 func (k *Kafka) read(ctx context.Context, p kafkago.Partition, out chan<- Message) error {
 	r := kafkago.NewReader(kafkago.ReaderConfig{
-		Brokers: k.Brokers, Topic: p.Topic, Partition: p.ID,
+		Brokers: k.Brokers, Topic: p.Topic, Partition: p.ID, Dialer: k.dialer(),
 		MinBytes: 1, MaxBytes: 16 << 20,
 		// Short fetch waits: new records show at once and Close does not
 		// wait out a long poll.

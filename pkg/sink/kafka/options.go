@@ -137,16 +137,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.WriteTimeout, "kafka-write-timeout", o.WriteTimeout, "time limit of one produce request")
 	fs.DurationVar(&o.DialTimeout, "kafka-dial-timeout", o.DialTimeout, "time limit to connect to a broker, TLS and SASL included; also the start-up check")
 	fs.StringVar(&o.ClientID, "kafka-client-id", o.ClientID, "client id sent to the brokers (quotas, logs)")
-	fs.BoolVar(&o.TLS.Enable, "kafka-tls", o.TLS.Enable, "connect with TLS (implied by any other --kafka-tls-* flag)")
-	fs.StringVar(&o.TLS.CAFile, "kafka-tls-ca-file", o.TLS.CAFile, "PEM CA bundle that signs the brokers' certificates (default: system roots)")
-	fs.StringVar(&o.TLS.CertFile, "kafka-tls-cert-file", o.TLS.CertFile, "PEM client certificate for mutual TLS (with --kafka-tls-key-file)")
-	fs.StringVar(&o.TLS.KeyFile, "kafka-tls-key-file", o.TLS.KeyFile, "PEM private key of --kafka-tls-cert-file")
-	fs.StringVar(&o.TLS.ServerName, "kafka-tls-server-name", o.TLS.ServerName, "name to verify in the brokers' certificates (default: the broker host)")
-	fs.BoolVar(&o.TLS.InsecureSkipVerify, "kafka-tls-insecure-skip-verify", o.TLS.InsecureSkipVerify, "do not verify the brokers' certificates (testing only)")
-	fs.StringVar(&o.SASL.Mechanism, "kafka-sasl-mechanism", o.SASL.Mechanism, "SASL mechanism: plain, scram-sha-256 or scram-sha-512 (empty: no SASL)")
-	fs.StringVar(&o.SASL.Username, "kafka-sasl-username", o.SASL.Username, "SASL user name")
-	fs.StringVar(&o.SASL.Password, "kafka-sasl-password", o.SASL.Password, "SASL password; prefer KUBESTREAM_KAFKA_SASL_PASSWORD or --kafka-sasl-password-file over the command line")
-	fs.StringVar(&o.SASL.PasswordFile, "kafka-sasl-password-file", o.SASL.PasswordFile, "file holding the SASL password (a mounted Secret)")
+	AddSecurityFlags(fs, &o.TLS, &o.SASL)
 }
 
 var compressions = []string{"none", "gzip", "snappy", "lz4", "zstd"}
@@ -206,28 +197,52 @@ func (o *Options) Validate() error {
 	if o.WriteTimeout <= 0 || o.DialTimeout <= 0 {
 		bad("--kafka-write-timeout and --kafka-dial-timeout must be positive")
 	}
-	if (o.TLS.CertFile == "") != (o.TLS.KeyFile == "") {
+	errs = append(errs, ValidateSecurity(o.TLS, o.SASL)...)
+	return errors.Join(errs...)
+}
+
+// ValidateSecurity checks TLS and SASL settings with messages that name the
+// flags.
+func ValidateSecurity(t TLSOptions, s SASLOptions) []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if (t.CertFile == "") != (t.KeyFile == "") {
 		bad("--kafka-tls-cert-file and --kafka-tls-key-file go together: give both for mutual TLS, or neither")
 	}
-	switch strings.ToLower(o.SASL.Mechanism) {
+	switch strings.ToLower(s.Mechanism) {
 	case "":
-		if o.SASL.Username != "" || o.SASL.Password != "" || o.SASL.PasswordFile != "" {
+		if s.Username != "" || s.Password != "" || s.PasswordFile != "" {
 			bad("SASL credentials given without --kafka-sasl-mechanism: set it to one of %s", strings.Join(saslMechanisms, ", "))
 		}
 	case "plain", "scram-sha-256", "scram-sha-512":
-		if o.SASL.Username == "" {
-			bad("--kafka-sasl-mechanism %s needs --kafka-sasl-username", o.SASL.Mechanism)
+		if s.Username == "" {
+			bad("--kafka-sasl-mechanism %s needs --kafka-sasl-username", s.Mechanism)
 		}
-		if o.SASL.Password == "" && o.SASL.PasswordFile == "" {
-			bad("--kafka-sasl-mechanism %s needs a password: set KUBESTREAM_KAFKA_SASL_PASSWORD or --kafka-sasl-password-file", o.SASL.Mechanism)
+		if s.Password == "" && s.PasswordFile == "" {
+			bad("--kafka-sasl-mechanism %s needs a password: set KUBESTREAM_KAFKA_SASL_PASSWORD or --kafka-sasl-password-file", s.Mechanism)
 		}
-		if o.SASL.Password != "" && o.SASL.PasswordFile != "" {
+		if s.Password != "" && s.PasswordFile != "" {
 			bad("the SASL password is given both directly and as --kafka-sasl-password-file: use one")
 		}
 	default:
-		bad("--kafka-sasl-mechanism %q is unknown: use one of %s", o.SASL.Mechanism, strings.Join(saslMechanisms, ", "))
+		bad("--kafka-sasl-mechanism %q is unknown: use one of %s", s.Mechanism, strings.Join(saslMechanisms, ", "))
 	}
-	return errors.Join(errs...)
+	return errs
+}
+
+// AddSecurityFlags registers the --kafka-tls-* and --kafka-sasl-* flags: run,
+// tail and alert-bridge reach secured brokers the same way.
+func AddSecurityFlags(fs *pflag.FlagSet, t *TLSOptions, s *SASLOptions) {
+	fs.BoolVar(&t.Enable, "kafka-tls", t.Enable, "connect with TLS (implied by any other --kafka-tls-* flag)")
+	fs.StringVar(&t.CAFile, "kafka-tls-ca-file", t.CAFile, "PEM CA bundle that signs the brokers' certificates (default: system roots)")
+	fs.StringVar(&t.CertFile, "kafka-tls-cert-file", t.CertFile, "PEM client certificate for mutual TLS (with --kafka-tls-key-file)")
+	fs.StringVar(&t.KeyFile, "kafka-tls-key-file", t.KeyFile, "PEM private key of --kafka-tls-cert-file")
+	fs.StringVar(&t.ServerName, "kafka-tls-server-name", t.ServerName, "name to verify in the brokers' certificates (default: the broker host)")
+	fs.BoolVar(&t.InsecureSkipVerify, "kafka-tls-insecure-skip-verify", t.InsecureSkipVerify, "do not verify the brokers' certificates (testing only)")
+	fs.StringVar(&s.Mechanism, "kafka-sasl-mechanism", s.Mechanism, "SASL mechanism: plain, scram-sha-256 or scram-sha-512 (empty: no SASL)")
+	fs.StringVar(&s.Username, "kafka-sasl-username", s.Username, "SASL user name")
+	fs.StringVar(&s.Password, "kafka-sasl-password", s.Password, "SASL password; prefer KUBESTREAM_KAFKA_SASL_PASSWORD or --kafka-sasl-password-file over the command line")
+	fs.StringVar(&s.PasswordFile, "kafka-sasl-password-file", s.PasswordFile, "file holding the SASL password (a mounted Secret)")
 }
 
 // validTopic applies Kafka's topic name rules.

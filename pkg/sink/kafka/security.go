@@ -3,9 +3,11 @@ package kafka
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/sasl"
@@ -92,4 +94,21 @@ func parseCompression(s string) (kafkago.Compression, error) {
 		return kafkago.Zstd, nil
 	}
 	return 0, fmt.Errorf("--kafka-compression %q is unknown: use one of %s", s, strings.Join(compressions, ", "))
+}
+
+// NewDialer returns a kafka-go Dialer with TLS and SASL as configured, for
+// the consumers (tail, alert-bridge) that read what the sink wrote.
+func NewDialer(timeout time.Duration, t TLSOptions, s SASLOptions) (*kafkago.Dialer, error) {
+	if errs := ValidateSecurity(t, s); len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	tlsCfg, err := t.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	mech, err := s.mechanism()
+	if err != nil {
+		return nil, err
+	}
+	return &kafkago.Dialer{Timeout: timeout, DualStack: true, TLS: tlsCfg, SASLMechanism: mech, ClientID: "kubestream"}, nil
 }

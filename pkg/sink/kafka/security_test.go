@@ -1,6 +1,7 @@
 package kafka_test
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	kafkago "github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
@@ -155,5 +157,42 @@ func TestSASL(t *testing.T) {
 			}
 			t.Logf("wrong password: %v", err)
 		})
+	}
+}
+
+// The consumers (tail, alert-bridge) reach a secured broker with the dialer
+// the same flags build: mutual TLS here.
+func TestDialerReadsFromASecuredBroker(t *testing.T) {
+	ctx := testContext(t)
+	pki := newPKI(t)
+	c := newCluster(t, kfake.TLS(&tls.Config{
+		Certificates: []tls.Certificate{pki.server},
+		ClientCAs:    pki.pool, ClientAuth: tls.RequireAndVerifyClientCert,
+	}))
+	o := testOptions(c)
+	o.TLS = kafka.TLSOptions{CAFile: pki.caFile, CertFile: pki.clientCert, KeyFile: pki.clientKey, ServerName: "kafka.test"}
+	s := openSink(t, ctx, o)
+	publish(t, ctx, s, created(kinds.Pods, pod("a", "tls", "u", "1")))
+
+	dialer, err := kafka.NewDialer(5*time.Second, o.TLS, o.SASL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []kafkago.Message
+	for p := 0; p < o.Partitions && len(got) == 0; p++ {
+		pr := kafkago.NewReader(kafkago.ReaderConfig{Brokers: o.Brokers, Topic: "kubestream.pods", Partition: p, Dialer: dialer, MaxWait: 100 * time.Millisecond})
+		readCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if m, err := pr.ReadMessage(readCtx); err == nil {
+			got = append(got, m)
+		}
+		cancel()
+		pr.Close()
+	}
+	if len(got) != 1 || string(got[0].Key) != "pods/a/tls" {
+		t.Fatalf("read %d records over mutual TLS with the dialer, want the pod's record", len(got))
+	}
+
+	if _, err := kafka.NewDialer(time.Second, kafka.TLSOptions{CertFile: pki.clientCert}, kafka.SASLOptions{}); err == nil {
+		t.Fatal("a client certificate without its key was accepted")
 	}
 }
