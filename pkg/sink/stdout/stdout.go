@@ -20,20 +20,22 @@ import (
 type Sink struct {
 	mu  sync.Mutex
 	w   *bufio.Writer
+	buf []byte // reused between events: JSON encoding is the sink's main cost
 	opt protojson.MarshalOptions
 }
 
 // New returns a sink writing to w.
 func New(w io.Writer) *Sink {
-	return &Sink{w: bufio.NewWriterSize(w, 64<<10), opt: protojson.MarshalOptions{}}
+	return &Sink{w: bufio.NewWriterSize(w, 64<<10)}
 }
 
 // Publish writes each event on its own line.
 func (s *Sink) Publish(_ context.Context, events []*kubestreamv1.Event) []error {
-	lines := make([][]byte, len(events))
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var errs []error
 	for i, ev := range events {
-		b, err := s.opt.Marshal(ev)
+		b, err := s.opt.MarshalAppend(s.buf[:0], ev)
 		if err != nil {
 			if errs == nil {
 				errs = make([]error, len(events))
@@ -41,16 +43,8 @@ func (s *Sink) Publish(_ context.Context, events []*kubestreamv1.Event) []error 
 			errs[i] = pipeline.Permanent(fmt.Errorf("encode event %s as JSON: %w", ev.GetId(), err))
 			continue
 		}
-		lines[i] = b
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, line := range lines {
-		if line == nil {
-			continue
-		}
-		s.w.Write(line)
-		s.w.WriteByte('\n')
+		s.buf = append(b, '\n')
+		s.w.Write(s.buf)
 	}
 	if err := s.w.Flush(); err != nil {
 		out := make([]error, len(events))
