@@ -31,6 +31,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubestream/kubestream/internal/controlplane"
+	"github.com/kubestream/kubestream/internal/testbin"
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
 	"github.com/kubestream/kubestream/pkg/kinds"
 )
@@ -566,7 +567,7 @@ func runAsDeployment(t *testing.T, m manifests, cp *controlplane.ControlPlane, a
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr syncBuffer
+	var stderr testbin.SyncBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -651,24 +652,6 @@ func runAsDeployment(t *testing.T, m manifests, cp *controlplane.ControlPlane, a
 	if s := stderr.String(); strings.Contains(s, "forbidden") {
 		t.Errorf("kubestream logged a forbidden request under the ServiceAccount:\n%s", s)
 	}
-}
-
-// syncBuffer is a strings.Builder safe for a writer and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestEveryManifestIsChecked fails when a YAML file appears in deploy/ that

@@ -20,6 +20,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/kubestream/kubestream/internal/controlplane"
+	"github.com/kubestream/kubestream/internal/testbin"
 )
 
 var (
@@ -45,7 +46,7 @@ func setUp(m *testing.M) int {
 	}
 	defer os.RemoveAll(tmp)
 
-	binary, err = build(tmp)
+	binary, err = testbin.Build(tmp)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
 		return 1
@@ -64,22 +65,6 @@ func setUp(m *testing.M) int {
 		return 1
 	}
 	return m.Run()
-}
-
-// build compiles ./cmd/kubestream from the module root into dir.
-func build(dir string) (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("find module root: %w", err)
-	}
-	root := filepath.Dir(strings.TrimSpace(string(out)))
-	bin := filepath.Join(dir, "kubestream")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/kubestream")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/kubestream: %w\n%s", err, out)
-	}
-	return bin, nil
 }
 
 // result is what a finished kubestream process left behind.

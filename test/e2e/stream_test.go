@@ -2,14 +2,12 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"os/exec"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kubestream/kubestream/internal/testbin"
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
 	"github.com/kubestream/kubestream/pkg/change"
 	"github.com/kubestream/kubestream/pkg/event"
@@ -31,27 +30,10 @@ type stream struct {
 	events chan *kubestreamv1.Event
 	// readErr is set when a stdout line was not a valid event.
 	readErr error
-	stderr  syncBuffer
+	stderr  testbin.SyncBuffer
 	// exited is closed when the process ended; waitErr is its result.
 	exited  chan struct{}
 	waitErr error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func startStream(t *testing.T, ctx context.Context, args ...string) *stream {

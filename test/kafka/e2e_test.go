@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubestream/kubestream/internal/controlplane"
+	"github.com/kubestream/kubestream/internal/testbin"
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
 )
 
@@ -259,15 +260,9 @@ func (r *reader) until(ctx context.Context, t *testing.T, what string, done func
 // build compiles ./cmd/kubestream from the module root.
 func build(t *testing.T) string {
 	t.Helper()
-	out, err := exec.Command("go", "env", "GOMOD").Output()
+	bin, err := testbin.Build(t.TempDir())
 	if err != nil {
-		t.Fatalf("find module root: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "kubestream")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/kubestream")
-	cmd.Dir = filepath.Dir(strings.TrimSpace(string(out)))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/kubestream: %v\n%s", err, out)
+		t.Fatal(err)
 	}
 	return bin
 }

@@ -6,7 +6,6 @@ package nats
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -15,7 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,41 +24,24 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubestream/kubestream/internal/controlplane"
+	"github.com/kubestream/kubestream/internal/testbin"
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
 	"github.com/kubestream/kubestream/pkg/sink/nats/natstest"
 )
 
 func build(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "kubestream")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/kubestream/kubestream/cmd/kubestream")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	bin, err := testbin.Build(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // proc is a running kubestream command.
 type proc struct {
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *testbin.SyncBuffer
 	// exited is closed when the process ended; err is then its Wait error.
 	exited chan struct{}
 	err    error
@@ -70,7 +51,7 @@ func start(t *testing.T, bin, home string, stdout io.Writer, args ...string) *pr
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "HOME="+home)
-	p := &proc{cmd: cmd, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	p := &proc{cmd: cmd, stderr: &testbin.SyncBuffer{}, exited: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	cmd.Stdout = stdout
 	if err := cmd.Start(); err != nil {
@@ -255,7 +236,7 @@ func scenario(t *testing.T, runArgs func(home string) []string, tailArgs func(ho
 	}
 
 	// The human format on a second tail, bounded by --limit.
-	var text syncBuffer
+	var text testbin.SyncBuffer
 	tp := start(t, bin, home, &text, append([]string{"tail", "--output", "text", "--from-start", "--limit", "3", "--kind", "configmaps"}, tailArgs(home)...)...)
 	select {
 	case <-tp.exited:
