@@ -6,13 +6,13 @@ import (
 	"context"
 	"io"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/kubestream/kubestream/internal/testbin"
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
 	"github.com/kubestream/kubestream/pkg/change"
 	"github.com/kubestream/kubestream/pkg/event"
@@ -156,24 +156,6 @@ func TestTailReadsWhatTheNATSSinkWrote(t *testing.T) {
 	}
 }
 
-// syncBuffer is written by tail and read by the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // tailLive runs src in the background and publishes fresh events until tail
 // printed limit of them: a live tail (new events only, or core NATS) has no
 // "ready" signal, so the test keeps producing. It returns the printed ids
@@ -182,7 +164,7 @@ func tailLive(t *testing.T, ctx context.Context, src tail.Source, sink pipeline.
 	t.Helper()
 	old := mixedEvents(t)
 	publish(t, ctx, sink, old)
-	var out syncBuffer
+	var out testbin.SyncBuffer
 	done := make(chan error, 1)
 	go func() { done <- tail.Run(ctx, src, tail.Options{Format: tail.JSON, Limit: limit, Out: &out}) }()
 	tr := &event.Translator{Cluster: "test"}

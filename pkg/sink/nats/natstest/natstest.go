@@ -4,7 +4,6 @@
 package natstest
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -15,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kubestream/kubestream/internal/testbin"
 )
 
 // Binary is the nats-server executable; $NATS_SERVER overrides it.
@@ -35,25 +36,7 @@ type Process struct {
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
-	log *syncBuffer
-}
-
-// syncBuffer is written by the process's output copier and read by Log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
+	log *testbin.SyncBuffer
 }
 
 // ProcessOptions tune the server.
@@ -93,7 +76,7 @@ func (p *Process) start() {
 	p.t.Helper()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.log = &syncBuffer{}
+	p.log = &testbin.SyncBuffer{}
 	cmd := exec.Command(Binary(), "-c", p.conf)
 	cmd.Stdout, cmd.Stderr = p.log, p.log
 	if err := cmd.Start(); err != nil {
