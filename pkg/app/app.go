@@ -220,7 +220,7 @@ func Run(ctx context.Context, cfg Config, openSink SinkOpener) error {
 	translator := &event.Translator{Cluster: cfg.ClusterName, Instance: cfg.Instance, ContentType: cfg.ContentType}
 	pipe := pipeline.New(sink, translator, popts)
 	src, err := source.New(source.Options{
-		Client: client, Kinds: cfg.Kinds, Namespace: cfg.Namespace, Selector: cfg.Selector,
+		Client: client, RestConfig: restCfg, Kinds: cfg.Kinds, Namespace: cfg.Namespace, Selector: cfg.Selector,
 		Resync: cfg.Resync, Queue: pipe, Derivers: cfg.Derivers,
 	})
 	if err != nil {

@@ -41,14 +41,14 @@ type protoObject interface {
 // decoded: they are few, and image-storage accounting reads them on every
 // change.
 func Compacted(obj any) (any, error) {
-	var newFn func() protoObject
+	var kind string
 	switch obj.(type) {
 	case *corev1.Pod:
-		newFn = func() protoObject { return &corev1.Pod{} }
+		kind = "Pod"
 	case *corev1.ConfigMap:
-		newFn = func() protoObject { return &corev1.ConfigMap{} }
+		kind = "ConfigMap"
 	case *appsv1.Deployment:
-		newFn = func() protoObject { return &appsv1.Deployment{} }
+		kind = "Deployment"
 	default:
 		return obj, nil
 	}
@@ -60,7 +60,7 @@ func Compacted(obj any) (any, error) {
 	return &Compact{
 		identity: identity{namespace: o.GetNamespace(), name: o.GetName(), uid: o.GetUID(), resourceVersion: o.GetResourceVersion()},
 		Raw:      raw,
-		new:      newFn,
+		new:      compactKinds[kind],
 	}, nil
 }
 
@@ -93,33 +93,41 @@ func (c *Compact) DeepCopyObject() runtime.Object {
 type identity struct {
 	namespace, name, resourceVersion string
 	uid                              types.UID
+	// initialEventsEnd marks the bookmark that ends a watch's initial
+	// events (metav1.InitialEventsAnnotationKey).
+	initialEventsEnd bool
 }
 
 var _ metav1.Object = &identity{}
 
-func (m *identity) GetNamespace() string                                       { return m.namespace }
-func (m *identity) GetName() string                                            { return m.name }
-func (m *identity) GetUID() types.UID                                          { return m.uid }
-func (m *identity) GetResourceVersion() string                                 { return m.resourceVersion }
-func (m *identity) SetNamespace(string)                                        {}
-func (m *identity) SetName(string)                                             {}
-func (m *identity) GetGenerateName() string                                    { return "" }
-func (m *identity) SetGenerateName(string)                                     {}
-func (m *identity) SetUID(types.UID)                                           {}
-func (m *identity) SetResourceVersion(string)                                  {}
-func (m *identity) GetGeneration() int64                                       { return 0 }
-func (m *identity) SetGeneration(int64)                                        {}
-func (m *identity) GetSelfLink() string                                        { return "" }
-func (m *identity) SetSelfLink(string)                                         {}
-func (m *identity) GetCreationTimestamp() metav1.Time                          { return metav1.Time{} }
-func (m *identity) SetCreationTimestamp(metav1.Time)                           {}
-func (m *identity) GetDeletionTimestamp() *metav1.Time                         { return nil }
-func (m *identity) SetDeletionTimestamp(*metav1.Time)                          {}
-func (m *identity) GetDeletionGracePeriodSeconds() *int64                      { return nil }
-func (m *identity) SetDeletionGracePeriodSeconds(*int64)                       {}
-func (m *identity) GetLabels() map[string]string                               { return nil }
-func (m *identity) SetLabels(map[string]string)                                {}
-func (m *identity) GetAnnotations() map[string]string                          { return nil }
+func (m *identity) GetNamespace() string                  { return m.namespace }
+func (m *identity) GetName() string                       { return m.name }
+func (m *identity) GetUID() types.UID                     { return m.uid }
+func (m *identity) GetResourceVersion() string            { return m.resourceVersion }
+func (m *identity) SetNamespace(string)                   {}
+func (m *identity) SetName(string)                        {}
+func (m *identity) GetGenerateName() string               { return "" }
+func (m *identity) SetGenerateName(string)                {}
+func (m *identity) SetUID(types.UID)                      {}
+func (m *identity) SetResourceVersion(string)             {}
+func (m *identity) GetGeneration() int64                  { return 0 }
+func (m *identity) SetGeneration(int64)                   {}
+func (m *identity) GetSelfLink() string                   { return "" }
+func (m *identity) SetSelfLink(string)                    {}
+func (m *identity) GetCreationTimestamp() metav1.Time     { return metav1.Time{} }
+func (m *identity) SetCreationTimestamp(metav1.Time)      {}
+func (m *identity) GetDeletionTimestamp() *metav1.Time    { return nil }
+func (m *identity) SetDeletionTimestamp(*metav1.Time)     {}
+func (m *identity) GetDeletionGracePeriodSeconds() *int64 { return nil }
+func (m *identity) SetDeletionGracePeriodSeconds(*int64)  {}
+func (m *identity) GetLabels() map[string]string          { return nil }
+func (m *identity) SetLabels(map[string]string)           {}
+func (m *identity) GetAnnotations() map[string]string {
+	if m.initialEventsEnd {
+		return map[string]string{metav1.InitialEventsAnnotationKey: "true"}
+	}
+	return nil
+}
 func (m *identity) SetAnnotations(map[string]string)                           {}
 func (m *identity) GetFinalizers() []string                                    { return nil }
 func (m *identity) SetFinalizers([]string)                                     {}

@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
@@ -42,7 +43,11 @@ type Deriver interface {
 // Options configure a Source.
 type Options struct {
 	Client kubernetes.Interface
-	Kinds  []kinds.Kind
+	// RestConfig reaches the same apiserver as Client: pods, deployments
+	// and config maps are listed and watched with it straight into their
+	// compact cache form (see compactwatch.go).
+	RestConfig *rest.Config
+	Kinds      []kinds.Kind
 	// Namespace limits namespaced kinds to one namespace; empty means all.
 	Namespace string
 	// Selector is a label selector applied to every kind, nodes included.
@@ -66,6 +71,8 @@ type SyncStat struct {
 type Source struct {
 	opts    Options
 	factory informers.SharedInformerFactory
+	// own are the compact informers, outside the factory.
+	own     []cache.SharedIndexInformer
 	watched []*watchedKind
 	synced  atomic.Bool
 	// initialID is the replay id of the initial list, set before informers
@@ -87,8 +94,8 @@ type watchedKind struct {
 
 // New validates options and builds the informers. Nothing runs until Run.
 func New(opts Options) (*Source, error) {
-	if opts.Client == nil || opts.Queue == nil {
-		return nil, fmt.Errorf("source needs a client and a queue")
+	if opts.Client == nil || opts.RestConfig == nil || opts.Queue == nil {
+		return nil, fmt.Errorf("source needs a client, its rest config and a queue")
 	}
 	if len(opts.Kinds) == 0 {
 		return nil, fmt.Errorf("source needs at least one kind")
@@ -103,7 +110,9 @@ func New(opts Options) (*Source, error) {
 		opts.Now = time.Now
 	}
 	factoryOpts := []informers.SharedInformerOption{
-		informers.WithTransform(cacheForm),
+		// Nodes (the factory's only kind) keep their decoded form: they are
+		// few, and image-storage accounting reads them on every change.
+		informers.WithTransform(stripManagedFields),
 		informers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.LabelSelector = opts.Selector }),
 	}
 	if opts.Namespace != "" {
@@ -113,7 +122,16 @@ func New(opts Options) (*Source, error) {
 	factory := informers.NewSharedInformerFactoryWithOptions(opts.Client, 0, factoryOpts...)
 	s := &Source{opts: opts, factory: factory}
 	for _, k := range opts.Kinds {
-		inf, err := informerFor(factory, k)
+		var (
+			inf cache.SharedIndexInformer
+			err error
+		)
+		if change.CompactKind(k.GVK.Kind) {
+			inf, err = compactInformer(opts, k)
+			s.own = append(s.own, inf)
+		} else {
+			inf, err = informerFor(factory, k)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -128,24 +146,20 @@ func New(opts Options) (*Source, error) {
 	return s, nil
 }
 
-func informerFor(f informers.SharedInformerFactory, k kinds.Kind) (cache.SharedIndexInformer, error) {
-	switch k.Resource {
-	case kinds.Pods.Resource:
-		return f.Core().V1().Pods().Informer(), nil
-	case kinds.Nodes.Resource:
-		return f.Core().V1().Nodes().Informer(), nil
-	case kinds.ConfigMaps.Resource:
-		return f.Core().V1().ConfigMaps().Informer(), nil
-	case kinds.Deployments.Resource:
-		return f.Apps().V1().Deployments().Informer(), nil
+func compactInformer(opts Options, k kinds.Kind) (cache.SharedIndexInformer, error) {
+	lw, err := compactListWatch(opts.RestConfig, k, opts.Namespace, opts.Selector)
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("no informer for kind %q", k.Resource)
+	return cache.NewSharedIndexInformerWithOptions(lw, &change.Compact{}, cache.SharedIndexInformerOptions{}), nil
 }
 
-// cacheForm is the informers' transform: it shapes objects before they enter
-// the cache.
-func cacheForm(obj any) (any, error) {
-	return change.Compacted(StripManagedFields(obj))
+// informerFor returns the factory's typed informer for kinds kept decoded.
+func informerFor(f informers.SharedInformerFactory, k kinds.Kind) (cache.SharedIndexInformer, error) {
+	if k.Resource == kinds.Nodes.Resource {
+		return f.Core().V1().Nodes().Informer(), nil
+	}
+	return nil, fmt.Errorf("no informer for kind %q", k.Resource)
 }
 
 // StripManagedFields drops metadata.managedFields: they are often half an
@@ -156,6 +170,8 @@ func StripManagedFields(obj any) any {
 	}
 	return obj
 }
+
+func stripManagedFields(obj any) (any, error) { return StripManagedFields(obj), nil }
 
 // Synced reports whether the initial list of every kind was delivered.
 func (s *Source) Synced() bool { return s.synced.Load() }
@@ -169,6 +185,9 @@ func (s *Source) Run(ctx context.Context, onSynced func([]SyncStat)) error {
 	s.initialID = newReplayID()
 	s.enqueueMarker(change.ReplayBegin, s.initialID, kubestreamv1.ReplayReason_REPLAY_REASON_INITIAL, nil, start)
 	s.factory.Start(ctx.Done())
+	for _, inf := range s.own {
+		go inf.RunWithContext(ctx)
+	}
 	stats, err := s.waitInitial(ctx, start)
 	if err != nil {
 		return err

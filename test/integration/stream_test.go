@@ -508,3 +508,38 @@ func TestImageStorageEventsFlowFromNodes(t *testing.T) {
 		t.Fatalf("%d image-storage events, want 3 (create, growth, delete): the label change must not emit one", imageEvents)
 	}
 }
+
+// More objects than one list page (500): the initial round must hold every
+// one of them, however the informer lists (paged list or watch-list).
+func TestInitialRoundOfManyObjects(t *testing.T) {
+	ctx := context.Background()
+	cs := client(t)
+	ns := createNamespace(t, cs, "many")
+	const n = 650
+	for i := 0; i < n; i++ {
+		must[*corev1.ConfigMap](t)(cs.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("cm-%03d.conf", i)},
+			Data:       map[string]string{"i": fmt.Sprint(i)},
+		}, metav1.CreateOptions{}))
+	}
+	s := startStream(t, app.Config{Kinds: []kinds.Kind{kinds.ConfigMaps}, Namespace: ns})
+	end := s.rec.waitFor(t, "the initial round", func(ev *kubestreamv1.Event) bool {
+		return ev.GetOperation() == kubestreamv1.Operation_OPERATION_REPLAY_END
+	})
+	if got := end.GetReplay().GetObjectCounts()["configmaps"]; got != n {
+		t.Fatalf("initial round counted %d config maps, want %d", got, n)
+	}
+	seen := map[string]bool{}
+	for _, ev := range s.rec.snapshot() {
+		if ev.GetOperation() == kubestreamv1.Operation_OPERATION_SNAPSHOT {
+			var cm corev1.ConfigMap
+			if err := cm.Unmarshal(ev.GetChange().GetObject()); err != nil || cm.Name != ev.GetObject().GetName() || len(cm.ManagedFields) != 0 {
+				t.Fatalf("snapshot %s: state %q, err %v, %d managed fields", ev.GetObject().GetName(), cm.Name, err, len(cm.ManagedFields))
+			}
+			seen[cm.Name] = true
+		}
+	}
+	if len(seen) != n {
+		t.Fatalf("%d distinct snapshots, want %d", len(seen), n)
+	}
+}
