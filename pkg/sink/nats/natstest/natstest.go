@@ -124,6 +124,12 @@ func (p *Process) Restart() {
 	p.start()
 }
 
+// Start starts a stopped server again on the same port and store.
+func (p *Process) Start() {
+	p.t.Helper()
+	p.start()
+}
+
 // Log returns what the server printed since its last start.
 func (p *Process) Log() string {
 	p.mu.Lock()
