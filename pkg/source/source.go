@@ -1,6 +1,6 @@
-// Package source watches Kubernetes objects with one shared informer factory
-// and turns every add, update and delete into a change.Change for the
-// pipeline. It also runs replay rounds: the initial list, and then every
+// Package source watches Kubernetes objects with informers (compact ones for
+// pods, deployments and config maps, a typed one for nodes) and turns every
+// add, update and delete into a change.Change for the pipeline. It also runs replay rounds: the initial list, and then every
 // --resync period the whole cache, as snapshots between begin and end
 // markers.
 package source
