@@ -85,8 +85,10 @@ func newPKI(t *testing.T) testPKI {
 	return p
 }
 
-func TestMutualTLS(t *testing.T) {
-	ctx := testContext(t)
+// mutualTLSPublished starts a broker that requires client certificates and
+// publishes one pod event to it over mutual TLS.
+func mutualTLSPublished(t *testing.T, ctx context.Context) (testPKI, kafka.Options) {
+	t.Helper()
 	pki := newPKI(t)
 	c := newCluster(t, kfake.TLS(&tls.Config{
 		Certificates: []tls.Certificate{pki.server},
@@ -96,6 +98,12 @@ func TestMutualTLS(t *testing.T) {
 	o.TLS = kafka.TLSOptions{CAFile: pki.caFile, CertFile: pki.clientCert, KeyFile: pki.clientKey, ServerName: "kafka.test"}
 	s := openSink(t, ctx, o)
 	publish(t, ctx, s, created(kinds.Pods, pod("a", "tls", "u", "1")))
+	return pki, o
+}
+
+func TestMutualTLS(t *testing.T) {
+	ctx := testContext(t)
+	pki, o := mutualTLSPublished(t, ctx)
 
 	reader := &tls.Config{RootCAs: pki.pool, ServerName: "kafka.test"}
 	cc, _ := tls.LoadX509KeyPair(pki.clientCert, pki.clientKey)
@@ -164,15 +172,7 @@ func TestSASL(t *testing.T) {
 // the same flags build: mutual TLS here.
 func TestDialerReadsFromASecuredBroker(t *testing.T) {
 	ctx := testContext(t)
-	pki := newPKI(t)
-	c := newCluster(t, kfake.TLS(&tls.Config{
-		Certificates: []tls.Certificate{pki.server},
-		ClientCAs:    pki.pool, ClientAuth: tls.RequireAndVerifyClientCert,
-	}))
-	o := testOptions(c)
-	o.TLS = kafka.TLSOptions{CAFile: pki.caFile, CertFile: pki.clientCert, KeyFile: pki.clientKey, ServerName: "kafka.test"}
-	s := openSink(t, ctx, o)
-	publish(t, ctx, s, created(kinds.Pods, pod("a", "tls", "u", "1")))
+	pki, o := mutualTLSPublished(t, ctx)
 
 	dialer, err := kafka.NewDialer(5*time.Second, o.TLS, o.SASL)
 	if err != nil {
