@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/kubestream/kubestream/pkg/imagestorage"
+	"github.com/kubestream/kubestream/pkg/kinds"
 	"github.com/kubestream/kubestream/pkg/source"
 )
 
@@ -27,5 +28,6 @@ func init() {
 			}
 			return []source.Deriver{imagestorage.NewTracker(imageStorageOpts)}, nil
 		},
+		streams: func() []string { return []string{kinds.ImageStorage} },
 	})
 }

@@ -36,7 +36,7 @@ type sinkFactory struct {
 	addFlags func(fs *pflag.FlagSet)
 	// open validates the flags (clear errors marked with app.BadInput) and
 	// connects.
-	open func(ctx context.Context) (app.Sink, error)
+	open app.SinkOpener
 }
 
 var sinkFactories = map[string]sinkFactory{}
@@ -47,6 +47,8 @@ func registerSink(name string, f sinkFactory) { sinkFactories[name] = f }
 type runExtension struct {
 	addFlags func(fs *pflag.FlagSet)
 	derivers func() ([]source.Deriver, error)
+	// streams names what the derivers publish to, when they are on.
+	streams func() []string
 }
 
 var runExtensions []runExtension
@@ -140,7 +142,10 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		problems = append(problems, fmt.Sprintf("--sink %q is unknown: choose one of %s", *sinkName, strings.Join(sinkNames(), ", ")))
 	}
-	var derivers []source.Deriver
+	var (
+		derivers       []source.Deriver
+		derivedStreams []string
+	)
 	for _, e := range runExtensions {
 		ds, err := e.derivers()
 		if err != nil {
@@ -148,6 +153,9 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			problems = append(problems, strings.Split(err.Error(), "\n")...)
 		}
 		derivers = append(derivers, ds...)
+		if len(ds) > 0 && e.streams != nil {
+			derivedStreams = append(derivedStreams, e.streams()...)
+		}
 	}
 	if len(problems) > 0 {
 		for _, p := range problems {
@@ -171,6 +179,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		ListenAddress:   *listenAddr,
 		ShutdownTimeout: *shutdownAfter,
 		Derivers:        derivers,
+		DerivedStreams:  derivedStreams,
 		Pipeline:        pipeline.Options{Workers: *workers, BatchSize: *batchSize},
 	}, factory.open)
 	klog.Flush()

@@ -12,7 +12,7 @@ func init() {
 	registerSink("kafka", sinkFactory{
 		summary:  "Apache Kafka: one topic per kind, keyed by object, acks=all",
 		addFlags: opts.AddFlags,
-		open: func(ctx context.Context) (app.Sink, error) {
+		open: func(ctx context.Context, streams []string) (app.Sink, error) {
 			if err := opts.Validate(); err != nil {
 				return nil, app.BadInput(err)
 			}

@@ -50,7 +50,7 @@ func init() {
 	})
 }
 
-func (f *natsFlags) open(ctx context.Context) (app.Sink, error) {
+func (f *natsFlags) open(ctx context.Context, _ []string) (app.Sink, error) {
 	logger := klog.FromContext(ctx)
 	embedded := len(f.conn.URLs) == 0
 	opts := f.opts

@@ -14,7 +14,7 @@ func init() {
 	registerSink("stdout", sinkFactory{
 		summary:  "JSON lines on standard output",
 		addFlags: func(*pflag.FlagSet) {},
-		open: func(context.Context) (app.Sink, error) {
+		open: func(context.Context, []string) (app.Sink, error) {
 			return stdout.New(os.Stdout), nil
 		},
 	})

@@ -55,6 +55,9 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// Derivers add derived events (image storage).
 	Derivers []source.Deriver
+	// DerivedStreams names the streams the derivers publish to
+	// (kinds.ImageStorage), for the sink's start-up check.
+	DerivedStreams []string
 	// Registry receives metrics; default a new registry.
 	Registry *prometheus.Registry
 }
@@ -162,8 +165,12 @@ func canWatch(ctx context.Context, client kubernetes.Interface, k kinds.Kind, na
 	return res.Status.Allowed, nil
 }
 
-// SinkOpener validates a sink's settings and connects it.
-type SinkOpener func(ctx context.Context) (Sink, error)
+// SinkOpener validates a sink's settings and connects it. streams names
+// what will be published: the watched kinds' resource names, and
+// kinds.ImageStorage when a deriver produces image-storage events. A sink
+// checks at open that it can take every one of them (Kafka: the topics
+// exist or can be created), so a gap fails start-up, not the stream.
+type SinkOpener func(ctx context.Context, streams []string) (Sink, error)
 
 // Run streams until ctx ends, then drains and closes the sink. The sink is
 // opened once the cluster answered, so a wrong kubeconfig fails before any
@@ -184,7 +191,7 @@ func Run(ctx context.Context, cfg Config, openSink SinkOpener) error {
 	logger.Info("Connected to cluster", "context", contextName, "server", restCfg.Host, "cluster", cfg.ClusterName,
 		"kinds", kinds.Names(cfg.Kinds), "namespace", orAll(cfg.Namespace), "selector", cfg.Selector, "resync", cfg.Resync.String())
 
-	sink, err := openSink(ctx)
+	sink, err := openSink(ctx, append(kinds.Names(cfg.Kinds), cfg.DerivedStreams...))
 	if err != nil {
 		return err
 	}

@@ -128,7 +128,7 @@ func startStream(t *testing.T, cfg app.Config) *stream {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	go func() {
-		s.done <- app.Run(ctx, cfg, func(context.Context) (app.Sink, error) { return s.rec, nil })
+		s.done <- app.Run(ctx, cfg, func(context.Context, []string) (app.Sink, error) { return s.rec, nil })
 	}()
 	t.Cleanup(s.stop)
 	return s
