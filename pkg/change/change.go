@@ -62,8 +62,13 @@ func (o Op) Proto() kubestreamv1.Operation { return kubestreamv1.Operation(o) }
 type Replay struct {
 	Reason kubestreamv1.ReplayReason
 	Kinds  []string
-	// Counts is set on ReplayEnd: snapshot events per kind.
+	// Counts is set on ReplayEnd: objects the round covered per kind.
 	Counts map[string]int64
+	// PendingKeys, set by the pipeline on a ReplayEnd that went out before
+	// some keys' events were acknowledged, names those keys;
+	// PendingKeysTruncated says there were more.
+	PendingKeys          []string
+	PendingKeysTruncated bool
 }
 
 // Change is one thing to publish.
@@ -123,17 +128,23 @@ func (c *Change) UID() string {
 }
 
 // Coalesce folds next into pending, two changes of the same key where pending
-// has not been handed to the sink yet, so a consumer that falls behind sees
-// the latest state instead of every step. It reports false when both must be
+// has not been handed to the sink yet and no replay marker lies between
+// them (the pipeline checks both), so a consumer that falls behind sees the
+// latest state instead of every step. It reports false when both must be
 // kept: changes of different uids (a delete followed by a re-create),
 // anything after a delete, and image-storage events that change an alert's
-// state, which a pager must see one by one.
+// state, which a pager must see one by one. It reports (nil, true) when the
+// two cancel out: an object created and deleted before any consumer could
+// see it.
 //
 // The rules, for one uid:
 //
 //	created  + updated  -> created with the new state
+//	created  + deleted  -> nothing (no consumer ever saw this uid)
 //	updated  + updated  -> updated from the first previous to the last state
-//	snapshot + updated  -> snapshot with the new state (still inside its round)
+//	snapshot + updated  -> the update: a live change replaces the snapshot and
+//	                       keeps its own id; the round still mentions the object
+//	updated  + snapshot -> updated with the snapshot's state
 //	any      + deleted  -> deleted with the final state
 func Coalesce(pending, next *Change) (*Change, bool) {
 	if pending.IsMarker() || next.IsMarker() || pending.Op == Deleted {
@@ -148,15 +159,26 @@ func Coalesce(pending, next *Change) (*Change, bool) {
 	merged := *next
 	switch next.Op {
 	case Deleted:
+		if pending.Op == Created {
+			return nil, true
+		}
 		return &merged, true
 	case Updated, Snapshot, Created:
 		switch pending.Op {
-		case Created, Snapshot:
-			merged.Op = pending.Op
+		case Created:
+			merged.Op = Created
+			merged.ReplayID = ""
+			merged.Previous = nil
+		case Snapshot:
+			if next.Op == Updated {
+				return &merged, true
+			}
+			merged.Op = Snapshot
 			merged.ReplayID = pending.ReplayID
 			merged.Previous = nil
 		case Updated:
 			merged.Op = Updated
+			merged.ReplayID = ""
 			merged.Previous = pending.Previous
 		}
 		return &merged, true

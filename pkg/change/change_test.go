@@ -27,9 +27,10 @@ func TestCoalesce(t *testing.T) {
 	}{
 		{"created then updated keeps create with new state", mk(change.Created, v1, nil), mk(change.Updated, v2, v1), true, change.Created, v2, nil},
 		{"updated twice spans both", mk(change.Updated, v2, v1), mk(change.Updated, v3, v2), true, change.Updated, v3, v1},
-		{"snapshot then updated stays a snapshot", mk(change.Snapshot, v1, nil), mk(change.Updated, v2, v1), true, change.Snapshot, v2, nil},
+		{"a live update replaces a pending snapshot", mk(change.Snapshot, v1, nil), mk(change.Updated, v2, v1), true, change.Updated, v2, v1},
+		{"a snapshot folds into a pending update", mk(change.Updated, v2, v1), mk(change.Snapshot, v2, nil), true, change.Updated, v2, v1},
 		{"updated then deleted is a delete with the final state", mk(change.Updated, v2, v1), mk(change.Deleted, nil, v3), true, change.Deleted, nil, v3},
-		{"created then deleted keeps the delete", mk(change.Created, v1, nil), mk(change.Deleted, nil, v2), true, change.Deleted, nil, v2},
+		{"snapshot then deleted is the delete", mk(change.Snapshot, v1, nil), mk(change.Deleted, nil, v2), true, change.Deleted, nil, v2},
 		{"nothing folds into a delete", mk(change.Deleted, nil, v1), mk(change.Created, other, nil), false, 0, nil, nil},
 		{"different uids stay apart", mk(change.Updated, v2, v1), mk(change.Updated, other, other), false, 0, nil, nil},
 		{"markers never fold", &change.Change{Op: change.ReplayBegin}, &change.Change{Op: change.ReplayEnd}, false, 0, nil, nil},
@@ -43,6 +44,9 @@ func TestCoalesce(t *testing.T) {
 			if !ok {
 				return
 			}
+			if got == nil {
+				t.Fatal("the two changes cancelled out, want a merged change")
+			}
 			if got.Op != tt.wantOp || got.Object != tt.wantObj || got.Previous != tt.wantPrev {
 				t.Fatalf("got op=%v object=%v previous=%v, want op=%v object=%v previous=%v", got.Op, got.Object, got.Previous, tt.wantOp, tt.wantObj, tt.wantPrev)
 			}
@@ -52,10 +56,25 @@ func TestCoalesce(t *testing.T) {
 
 func TestCoalesceKeepsReplayID(t *testing.T) {
 	snap := &change.Change{Kind: kinds.ConfigMaps, Op: change.Snapshot, Object: cm("u1", "1"), ReplayID: "r1"}
-	upd := &change.Change{Kind: kinds.ConfigMaps, Op: change.Updated, Object: cm("u1", "2"), Previous: cm("u1", "1")}
-	got, ok := change.Coalesce(snap, upd)
-	if !ok || got.ReplayID != "r1" {
-		t.Fatalf("got %+v ok=%v, want the snapshot's replay id", got, ok)
+	got, ok := change.Coalesce(&change.Change{Kind: kinds.ConfigMaps, Op: change.Updated, Object: cm("u1", "1")}, snap)
+	if !ok || got.ReplayID != "" || got.Op != change.Updated {
+		t.Fatalf("snapshot into update: got %+v ok=%v, want an update without replay id", got, ok)
+	}
+	got, ok = change.Coalesce(snap, &change.Change{Kind: kinds.ConfigMaps, Op: change.Snapshot, Object: cm("u1", "1"), ReplayID: "r1"})
+	if !ok || got.ReplayID != "r1" || got.Op != change.Snapshot {
+		t.Fatalf("snapshot into snapshot: got %+v ok=%v, want the snapshot's replay id", got, ok)
+	}
+}
+
+// An object created and deleted before anything was published leaves no
+// trace: no consumer saw its uid, and a name re-created over and over during
+// an outage costs nothing per incarnation.
+func TestCoalesceCreatedThenDeletedCancelsOut(t *testing.T) {
+	created := &change.Change{Kind: kinds.ConfigMaps, Op: change.Created, Object: cm("u1", "1")}
+	deleted := &change.Change{Kind: kinds.ConfigMaps, Op: change.Deleted, Previous: cm("u1", "2")}
+	got, ok := change.Coalesce(created, deleted)
+	if !ok || got != nil {
+		t.Fatalf("got %+v ok=%v, want both gone", got, ok)
 	}
 }
 

@@ -45,6 +45,9 @@ func (t *Translator) Translate(c *change.Change) (*kubestreamv1.Event, error) {
 			Reason:       c.Replay.Reason,
 			Kinds:        c.Replay.Kinds,
 			ObjectCounts: c.Replay.Counts,
+
+			PendingKeys:          c.Replay.PendingKeys,
+			PendingKeysTruncated: c.Replay.PendingKeysTruncated,
 		}}
 		return ev, nil
 	}
@@ -124,6 +127,7 @@ func objectRef(kind kinds.Kind, o change.Object) *kubestreamv1.ObjectRef {
 		Group:           kind.GVK.Group,
 		Version:         kind.GVK.Version,
 		Kind:            kind.GVK.Kind,
+		Resource:        kind.Resource,
 		Namespace:       o.GetNamespace(),
 		Name:            o.GetName(),
 		Uid:             string(o.GetUID()),

@@ -31,8 +31,9 @@ type Options struct {
 	Address string
 	// Stats returns the pipeline counters for /metrics.
 	Stats func() pipeline.Stats
-	// Ready reports readiness for /readyz: the initial list was delivered.
-	Ready func() bool
+	// Ready reports readiness for /readyz: nil when ready, else why not
+	// (served as the response body, one line).
+	Ready func() error
 	// Registry receives the metrics; it is also served. Default: a new one.
 	Registry *prometheus.Registry
 }
@@ -54,9 +55,11 @@ func Listen(opts Options) (*Server, error) {
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if opts.Ready != nil && !opts.Ready() {
-			http.Error(w, "initial list not delivered yet", http.StatusServiceUnavailable)
-			return
+		if opts.Ready != nil {
+			if err := opts.Ready(); err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
 		}
 		fmt.Fprintln(w, "ok")
 	})
@@ -102,7 +105,21 @@ func registerPipeline(reg *prometheus.Registry, stats func() pipeline.Stats) {
 	counter("events_published_total", "Events acknowledged by the sink.", func(s pipeline.Stats) uint64 { return s.Published })
 	counter("publish_retries_total", "Publish attempts that failed and were retried.", func(s pipeline.Stats) uint64 { return s.Retried })
 	counter("changes_coalesced_total", "Changes folded into a pending change of the same object because the sink was behind.", func(s pipeline.Stats) uint64 { return s.Coalesced })
-	counter("events_failed_total", "Events dropped after a permanent error (reported in the log).", func(s pipeline.Stats) uint64 { return s.Failed })
+	counter("changes_cancelled_total", "Creates that vanished with their delete before anything was published (no consumer saw the uid).", func(s pipeline.Stats) uint64 { return s.Cancelled })
+	counter("events_lost_total", "Events that never reached the broker in any form (reported in the log). Alert when it grows.", func(s pipeline.Stats) uint64 { return s.Lost })
+	counter("deletes_identity_only_total", "Deletes the sink refused in full, published as their identity alone.", func(s pipeline.Stats) uint64 { return s.DeletesIdentityOnly })
+	counter("deletes_lost_total", "Deletes that never reached the broker, not even as their identity (also in events_lost_total).", func(s pipeline.Stats) uint64 { return s.DeletesLost })
+	counter("replay_markers_forced_total", "Replay markers published while keys they waited for kept failing; the keys are named in the marker.", func(s pipeline.Stats) uint64 { return s.MarkersForced })
 	gauge("pending_changes", "Changes queued or in flight.", func(s pipeline.Stats) int { return s.Pending })
 	gauge("pending_objects", "Objects with queued or in-flight changes.", func(s pipeline.Stats) int { return s.Keys })
+	gauge("pending_markers", "Replay markers not yet acknowledged.", func(s pipeline.Stats) int { return s.Markers })
+	gauge("failing_changes", "Queued changes whose last publish attempt failed.", func(s pipeline.Stats) int { return s.Failing })
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kubestream", Name: "failing_since_seconds",
+		Help: "Unix time the oldest still-failing change first failed; 0 when nothing is failing."},
+		func() float64 {
+			if t := stats().FailingSince; !t.IsZero() {
+				return float64(t.UnixNano()) / 1e9
+			}
+			return 0
+		}))
 }

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -27,8 +28,15 @@ func TestEndpoints(t *testing.T) {
 	var ready atomic.Bool
 	srv, err := server.Listen(server.Options{
 		Address: "127.0.0.1:0",
-		Stats:   func() pipeline.Stats { return pipeline.Stats{Published: 7, Coalesced: 3, Failed: 1, Pending: 2} },
-		Ready:   ready.Load,
+		Stats: func() pipeline.Stats {
+			return pipeline.Stats{Published: 7, Coalesced: 3, Lost: 1, DeletesLost: 1, Pending: 2}
+		},
+		Ready: func() error {
+			if !ready.Load() {
+				return errors.New("initial list not acknowledged by the broker yet")
+			}
+			return nil
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +58,7 @@ func TestEndpoints(t *testing.T) {
 		t.Errorf("/readyz after sync: %d", code)
 	}
 	_, metrics := get(t, base+"/metrics")
-	for _, want := range []string{"kubestream_events_published_total 7", "kubestream_changes_coalesced_total 3", "kubestream_events_failed_total 1", "kubestream_pending_changes 2", "go_goroutines"} {
+	for _, want := range []string{"kubestream_events_published_total 7", "kubestream_changes_coalesced_total 3", "kubestream_events_lost_total 1", "kubestream_deletes_lost_total 1", "kubestream_pending_changes 2", "go_goroutines"} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}

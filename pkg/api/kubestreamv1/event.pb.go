@@ -44,7 +44,8 @@ const (
 	// First message of a replay round (payload: replay).
 	Operation_OPERATION_REPLAY_BEGIN Operation = 5
 	// Last message of a replay round: every object of the covered kinds that
-	// exists was sent as a snapshot between begin and end (payload: replay).
+	// exists was mentioned (a snapshot or a live change) between begin and end,
+	// except the keys the marker lists as pending (payload: replay).
 	Operation_OPERATION_REPLAY_END Operation = 6
 )
 
@@ -503,8 +504,11 @@ type ObjectRef struct {
 	Generation      int64             `protobuf:"varint,8,opt,name=generation,proto3" json:"generation,omitempty"`
 	Labels          map[string]string `protobuf:"bytes,9,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	OwnerReferences []*OwnerReference `protobuf:"bytes,10,rep,name=owner_references,json=ownerReferences,proto3" json:"owner_references,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Lower-case plural resource name ("pods", "configmaps"), as in
+	// ReplayMarker.kinds and the first part of the object's key.
+	Resource      string `protobuf:"bytes,11,opt,name=resource,proto3" json:"resource,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ObjectRef) Reset() {
@@ -605,6 +609,13 @@ func (x *ObjectRef) GetOwnerReferences() []*OwnerReference {
 		return x.OwnerReferences
 	}
 	return nil
+}
+
+func (x *ObjectRef) GetResource() string {
+	if x != nil {
+		return x.Resource
+	}
+	return ""
 }
 
 type OwnerReference struct {
@@ -1311,10 +1322,20 @@ type ReplayMarker struct {
 	// Kinds covered by the round, as lower-case plural resource names
 	// ("pods", "nodes", "deployments", "configmaps").
 	Kinds []string `protobuf:"bytes,3,rep,name=kinds,proto3" json:"kinds,omitempty"`
-	// On REPLAY_END: how many snapshot events the round emitted per kind.
-	ObjectCounts  map[string]int64 `protobuf:"bytes,4,rep,name=object_counts,json=objectCounts,proto3" json:"object_counts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// On REPLAY_END: how many objects the round covered per kind (each was
+	// sent as a snapshot, or as a live change that replaced its snapshot).
+	ObjectCounts map[string]int64 `protobuf:"bytes,4,rep,name=object_counts,json=objectCounts,proto3" json:"object_counts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// On REPLAY_END: keys ("pods/default/web-0", the Kafka record key) whose
+	// events of this round were not yet acknowledged when the marker had
+	// waited its longest for them (a topic missing, a broker refusing). Their
+	// events follow later, in order. A consumer must not drop these objects
+	// at this marker.
+	PendingKeys []string `protobuf:"bytes,5,rep,name=pending_keys,json=pendingKeys,proto3" json:"pending_keys,omitempty"`
+	// On REPLAY_END: more keys were pending than pending_keys lists; a
+	// consumer must not drop any object at this marker.
+	PendingKeysTruncated bool `protobuf:"varint,6,opt,name=pending_keys_truncated,json=pendingKeysTruncated,proto3" json:"pending_keys_truncated,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *ReplayMarker) Reset() {
@@ -1373,6 +1394,20 @@ func (x *ReplayMarker) GetObjectCounts() map[string]int64 {
 		return x.ObjectCounts
 	}
 	return nil
+}
+
+func (x *ReplayMarker) GetPendingKeys() []string {
+	if x != nil {
+		return x.PendingKeys
+	}
+	return nil
+}
+
+func (x *ReplayMarker) GetPendingKeysTruncated() bool {
+	if x != nil {
+		return x.PendingKeysTruncated
+	}
+	return false
 }
 
 // ImageStorage describes the container image storage of one node after a
@@ -1860,7 +1895,7 @@ const file_kubestream_v1_event_proto_rawDesc = "" +
 	"\x06change\x18\x14 \x01(\v2\x1b.kubestream.v1.ObjectChangeH\x00R\x06change\x125\n" +
 	"\x06replay\x18\x15 \x01(\v2\x1b.kubestream.v1.ReplayMarkerH\x00R\x06replay\x12B\n" +
 	"\rimage_storage\x18\x16 \x01(\v2\x1b.kubestream.v1.ImageStorageH\x00R\fimageStorageB\t\n" +
-	"\apayload\"\xa1\x03\n" +
+	"\apayload\"\xbd\x03\n" +
 	"\tObjectRef\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x12\n" +
@@ -1874,7 +1909,8 @@ const file_kubestream_v1_event_proto_rawDesc = "" +
 	"generation\x12<\n" +
 	"\x06labels\x18\t \x03(\v2$.kubestream.v1.ObjectRef.LabelsEntryR\x06labels\x12H\n" +
 	"\x10owner_references\x18\n" +
-	" \x03(\v2\x1d.kubestream.v1.OwnerReferenceR\x0fownerReferences\x1a9\n" +
+	" \x03(\v2\x1d.kubestream.v1.OwnerReferenceR\x0fownerReferences\x12\x1a\n" +
+	"\bresource\x18\v \x01(\tR\bresource\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8b\x01\n" +
@@ -1953,12 +1989,14 @@ const file_kubestream_v1_event_proto_rawDesc = "" +
 	"\timmutable\x18\x04 \x01(\bR\timmutable\x1a=\n" +
 	"\x0fValueSizesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x8b\x02\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xe4\x02\n" +
 	"\fReplayMarker\x12\x1b\n" +
 	"\treplay_id\x18\x01 \x01(\tR\breplayId\x123\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x1b.kubestream.v1.ReplayReasonR\x06reason\x12\x14\n" +
 	"\x05kinds\x18\x03 \x03(\tR\x05kinds\x12R\n" +
-	"\robject_counts\x18\x04 \x03(\v2-.kubestream.v1.ReplayMarker.ObjectCountsEntryR\fobjectCounts\x1a?\n" +
+	"\robject_counts\x18\x04 \x03(\v2-.kubestream.v1.ReplayMarker.ObjectCountsEntryR\fobjectCounts\x12!\n" +
+	"\fpending_keys\x18\x05 \x03(\tR\vpendingKeys\x124\n" +
+	"\x16pending_keys_truncated\x18\x06 \x01(\bR\x14pendingKeysTruncated\x1a?\n" +
 	"\x11ObjectCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x9f\b\n" +

@@ -117,7 +117,7 @@ func TestPipelineThroughBrokerFaults(t *testing.T) {
 	}
 
 	st := p.Stats()
-	if st.Failed != 0 || st.Retried == 0 {
+	if st.Lost != 0 || st.Retried == 0 {
 		t.Errorf("pipeline stats %+v: want retries and no failures", st)
 	}
 	recs := readTopic(t, ctx, o.Brokers, "kubestream.configmaps")

@@ -84,8 +84,8 @@ func TestServerRestartLosesNothingAcknowledged(t *testing.T) {
 		t.Fatalf("pipeline did not drain after the restart: %v (stats %+v)", err, p.Stats())
 	}
 	st := p.Stats()
-	if st.Failed != 0 {
-		t.Fatalf("%d events failed for good", st.Failed)
+	if st.Lost != 0 {
+		t.Fatalf("%d events failed for good", st.Lost)
 	}
 
 	msgs := readStream(t, connect(t, proc.URL()), "KS")
@@ -148,7 +148,7 @@ func TestOversizedEventsDoNotStallOthers(t *testing.T) {
 	if err := p.WaitIdle(ctx); err != nil {
 		t.Fatalf("pipeline stalled: %v (stats %+v)", err, p.Stats())
 	}
-	if st := p.Stats(); st.Published != 11 || st.Failed != 1 {
+	if st := p.Stats(); st.Published != 11 || st.Lost != 1 {
 		t.Fatalf("stats %+v: want 11 published (10 pods, 1 trimmed) and 1 failed", st)
 	}
 	if sink.Trimmed() != 1 {
