@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,6 +54,9 @@ type Config struct {
 	ListenAddress string
 	// ShutdownTimeout bounds draining acknowledged-pending events on exit.
 	ShutdownTimeout time.Duration
+	// UnreadyAfter turns /readyz unready when a change has been failing to
+	// publish for this long. Default 1m.
+	UnreadyAfter time.Duration
 	// Derivers add derived events (image storage).
 	Derivers []source.Deriver
 	// DerivedStreams names the streams the derivers publish to
@@ -218,8 +222,12 @@ func Run(ctx context.Context, cfg Config, openSink SinkOpener) error {
 	}
 	popts := cfg.Pipeline
 	userAck := popts.OnAcknowledged
+	var initialDelivered atomic.Bool
 	popts.OnAcknowledged = func(ev *kubestreamv1.Event, enqueued time.Time) {
 		latency.Observe(time.Since(enqueued).Seconds())
+		if ev.GetOperation() == kubestreamv1.Operation_OPERATION_REPLAY_END && ev.GetReplay().GetReason() == kubestreamv1.ReplayReason_REPLAY_REASON_INITIAL {
+			initialDelivered.Store(true)
+		}
 		if userAck != nil {
 			userAck(ev, enqueued)
 		}
@@ -234,9 +242,27 @@ func Run(ctx context.Context, cfg Config, openSink SinkOpener) error {
 		closeSink(ctx)
 		return BadInput(err)
 	}
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "kubestream", Name: "replay_rounds_skipped_total",
+		Help: "Replay rounds not started because the previous round was not delivered yet (the broker is behind or down)."},
+		func() float64 { return float64(src.SkippedRounds()) }))
+	unreadyAfter := cfg.UnreadyAfter
+	if unreadyAfter <= 0 {
+		unreadyAfter = time.Minute
+	}
+	ready := func() error {
+		if !initialDelivered.Load() {
+			return errors.New("the initial round is not acknowledged by the broker yet")
+		}
+		if st := pipe.Stats(); !st.FailingSince.IsZero() {
+			if d := time.Since(st.FailingSince); d > unreadyAfter {
+				return fmt.Errorf("publishing has been failing for %s (%d changes failing), last error: %s", d.Round(time.Second), st.Failing, st.LastError)
+			}
+		}
+		return nil
+	}
 	var srv *server.Server
 	if cfg.ListenAddress != "" {
-		srv, err = server.Listen(server.Options{Address: cfg.ListenAddress, Stats: pipe.Stats, Ready: src.Synced, Registry: reg})
+		srv, err = server.Listen(server.Options{Address: cfg.ListenAddress, Stats: pipe.Stats, Ready: ready, Registry: reg})
 		if err != nil {
 			closeSink(ctx)
 			return BadInput(err)
@@ -277,7 +303,7 @@ func Run(ctx context.Context, cfg Config, openSink SinkOpener) error {
 	stopWork()
 	<-workersDone
 	st := pipe.Stats()
-	logger.Info("Stopped", "published", st.Published, "retried", st.Retried, "coalesced", st.Coalesced, "failed", st.Failed, "leftUnpublished", left)
+	logger.Info("Stopped", "published", st.Published, "retried", st.Retried, "coalesced", st.Coalesced, "lost", st.Lost, "leftUnpublished", left)
 	closeSink(drainCtx)
 	if runErr != nil && !errors.Is(runErr, context.Canceled) {
 		return runErr

@@ -9,13 +9,21 @@
 //   - At-least-once: a change leaves the queue only after Sink.Publish
 //     acknowledged it. Retriable errors are retried, with backoff, forever.
 //   - Bounded memory: Enqueue never blocks and a key holds at most one change
-//     in flight plus one pending (per uid), because pending changes of one
-//     object coalesce (latest state wins; deletes are never dropped). Memory
-//     grows with the number of objects, not with the rate of changes.
+//     in flight plus one pending per uid and epoch, because pending changes of
+//     one object coalesce (latest state wins; deletes are never dropped; an
+//     object created and deleted before anything was published vanishes).
+//     Memory grows with the number of objects, not with the rate of changes.
 //   - Fences: replay markers are published only after every change enqueued
 //     before them was acknowledged, and changes enqueued after a marker wait
-//     until the marker was acknowledged, so a round's snapshots sit between
-//     its begin and end markers on every key.
+//     until the marker was acknowledged, so a round's events sit between its
+//     begin and end markers on every key. Nothing folds across a marker.
+//   - No head-of-line blocking: a key that keeps failing holds back only
+//     itself. A marker waits for it at most MarkerWait once every key it
+//     waits for is failing, then goes out naming those keys
+//     (ReplayMarker.pending_keys); their events follow in order.
+//   - Deletes are not lost silently: a delete the sink refuses for good is
+//     published once more as its identity alone; only if that fails too it
+//     is counted in DeletesLost.
 package pipeline
 
 import (
@@ -23,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,6 +40,7 @@ import (
 
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
 	"github.com/kubestream/kubestream/pkg/change"
+	"github.com/kubestream/kubestream/pkg/event"
 )
 
 // Sink publishes events to a broker.
@@ -64,10 +74,19 @@ type Options struct {
 	// MinBackoff and MaxBackoff bound the exponential backoff between
 	// retries of one event. Defaults 100ms and 30s.
 	MinBackoff, MaxBackoff time.Duration
+	// MarkerWait bounds how long a replay marker waits for keys that keep
+	// failing (a missing topic, a refused record) once every key it still
+	// waits for is failing; it then goes out naming them. Default 30s;
+	// negative waits forever.
+	MarkerWait time.Duration
 	// OnAcknowledged, when set, is called after events were acknowledged with
 	// the time each was first enqueued. It runs on a worker: keep it cheap.
 	OnAcknowledged func(ev *kubestreamv1.Event, enqueued time.Time)
 }
+
+// maxPendingKeys bounds the keys a marker names; beyond it the marker says
+// the list is truncated.
+const maxPendingKeys = 1000
 
 func (o *Options) defaults() {
 	if o.Workers <= 0 {
@@ -85,6 +104,9 @@ func (o *Options) defaults() {
 	if o.MaxBackoff < o.MinBackoff {
 		o.MaxBackoff = o.MinBackoff
 	}
+	if o.MarkerWait == 0 {
+		o.MarkerWait = 30 * time.Second
+	}
 }
 
 // Stats are the pipeline's counters since start.
@@ -93,9 +115,26 @@ type Stats struct {
 	Published uint64 // events acknowledged by the sink
 	Retried   uint64 // publish attempts that failed and were retried
 	Coalesced uint64 // changes folded into a pending change of the same object
-	Failed    uint64 // events dropped after a permanent error
-	Pending   int    // changes queued or in flight now
-	Keys      int    // objects with queued or in-flight changes now
+	Cancelled uint64 // creates that vanished with their delete before publishing
+	// Lost counts events that never reached the broker in any form
+	// (translation errors, permanent sink errors after every fallback).
+	Lost uint64
+	// DeletesIdentityOnly counts deletes published as their identity alone
+	// because the sink refused them in full; DeletesLost the deletes lost
+	// even so (also in Lost).
+	DeletesIdentityOnly, DeletesLost uint64
+	// MarkersForced counts markers published while keys they waited for
+	// were still failing (see Options.MarkerWait).
+	MarkersForced uint64
+	Pending       int // changes queued or in flight now
+	Keys          int // objects with queued or in-flight changes now
+	Markers       int // replay markers not yet acknowledged
+	// Failing is how many queued changes failed their last attempt;
+	// FailingSince when the oldest of them first failed, and LastError
+	// the most recent failure.
+	Failing      int
+	FailingSince time.Time
+	LastError    string
 }
 
 // item is one queued change.
@@ -106,6 +145,13 @@ type item struct {
 	epoch    uint64
 	enqueued time.Time
 	attempts int
+	// firstFailure is when the item first failed (zero while it has not).
+	firstFailure time.Time
+	// identityOnly: the sink refused the full event for good; ev is now the
+	// identity alone.
+	identityOnly bool
+	// headSince (fences only) is when the fence became the first in line.
+	headSince time.Time
 }
 
 // keyState holds the queued changes of one key, oldest first.
@@ -136,8 +182,12 @@ type Pipeline struct {
 	parked       map[uint64][]string // keys whose first item waits for its epoch
 	pending      int
 	closed       bool
+	// failing are the queued items whose last attempt failed.
+	failing   map[*item]struct{}
+	lastError string
 
-	enqueued, published, retried, coalesced, failed atomic.Uint64
+	enqueued, published, retried, coalesced, cancelled, lost atomic.Uint64
+	deletesIdentityOnly, deletesLost, markersForced      atomic.Uint64
 
 	wg sync.WaitGroup
 	// idle is signalled when pending drops to zero.
@@ -154,6 +204,7 @@ func New(sink Sink, translator Translator, opts Options) *Pipeline {
 		keys:       map[string]*keyState{},
 		epochItems: map[uint64]int{},
 		parked:     map[uint64][]string{},
+		failing:    map[*item]struct{}{},
 	}
 	p.cond = sync.NewCond(&p.mu)
 	p.idle = sync.NewCond(&p.mu)
@@ -172,7 +223,11 @@ func (p *Pipeline) Enqueue(c *change.Change) bool {
 	}
 	p.enqueued.Add(1)
 	if c.IsMarker() {
-		p.fences = append(p.fences, &item{ch: c, epoch: p.epoch, enqueued: now})
+		f := &item{ch: c, epoch: p.epoch, enqueued: now}
+		if len(p.fences) == 0 {
+			f.headSince = now
+		}
+		p.fences = append(p.fences, f)
 		p.epoch++
 		p.pending++
 		p.maybeReleaseFence()
@@ -184,13 +239,19 @@ func (p *Pipeline) Enqueue(c *change.Change) bool {
 		ks = &keyState{}
 		p.keys[key] = ks
 	}
-	// Only a change nobody has tried to publish yet may absorb the new one.
-	if n := len(ks.items); n > 0 && !(n == 1 && ks.inFlight) && ks.items[n-1].attempts == 0 {
+	// Only a change nobody has tried to publish yet, and that no marker
+	// separates from the new one, may absorb it.
+	if n := len(ks.items); n > 0 && !(n == 1 && ks.inFlight) && ks.items[n-1].attempts == 0 && ks.items[n-1].epoch == p.epoch {
 		last := ks.items[n-1]
 		if merged, ok := change.Coalesce(last.ch, c); ok {
+			p.coalesced.Add(1)
+			if merged == nil {
+				p.cancelled.Add(1)
+				p.dropLast(key, ks)
+				return true
+			}
 			last.ch = merged
 			last.ev = nil
-			p.coalesced.Add(1)
 			return true
 		}
 	}
@@ -203,6 +264,30 @@ func (p *Pipeline) Enqueue(c *change.Change) bool {
 	}
 	return true
 }
+
+// dropLast removes a key's last item, which was never handed to the sink.
+// Stale entries of the key in ready or parked are skipped by next. Caller
+// holds mu.
+func (p *Pipeline) dropLast(key string, ks *keyState) {
+	n := len(ks.items)
+	it := ks.items[n-1]
+	ks.items = ks.items[:n-1]
+	p.epochItems[p.epochOf(it)]--
+	p.pending--
+	if len(ks.items) == 0 && !ks.inFlight {
+		delete(p.keys, key)
+	}
+	p.maybeReleaseFence()
+	if p.pending == 0 {
+		p.idle.Broadcast()
+		p.cond.Broadcast()
+	}
+}
+
+// epochOf is the epoch an item is counted in: its own, or the current one
+// when a marker went out without it (its count was carried over). Caller
+// holds mu.
+func (p *Pipeline) epochOf(it *item) uint64 { return max(it.epoch, p.currentEpoch) }
 
 // makeReady queues key for dispatch, or parks it until its epoch comes.
 // Caller holds mu.
@@ -218,24 +303,72 @@ func (p *Pipeline) makeReady(key string, head *item) {
 // maybeReleaseFence hands the first fence to the workers once its epoch is
 // drained. Caller holds mu.
 func (p *Pipeline) maybeReleaseFence() {
-	if len(p.fences) == 0 || p.fenceBusy {
+	if len(p.fences) == 0 || p.fenceBusy || p.epochItems[p.currentEpoch] > 0 {
 		return
 	}
-	if p.epochItems[p.currentEpoch] > 0 {
+	p.releaseFence()
+}
+
+// maybeForceFence releases the first fence although its epoch is not
+// drained, when it has waited MarkerWait and every key it waits for is
+// failing: those keys must not hold the stream back. Caller holds mu.
+func (p *Pipeline) maybeForceFence(now time.Time) {
+	if len(p.fences) == 0 || p.fenceBusy || p.opts.MarkerWait < 0 {
 		return
 	}
+	if p.epochItems[p.currentEpoch] == 0 {
+		p.releaseFence()
+		return
+	}
+	if now.Sub(p.fences[0].headSince) < p.opts.MarkerWait || len(p.failing) == 0 {
+		return
+	}
+	for _, ks := range p.keys {
+		if len(ks.items) > 0 && ks.items[0].epoch <= p.currentEpoch && ks.items[0].firstFailure.IsZero() {
+			return // still making progress, or not tried yet
+		}
+	}
+	p.markersForced.Add(1)
+	p.releaseFence()
+}
+
+func (p *Pipeline) releaseFence() {
 	p.fenceBusy = true
 	p.ready = append(p.ready, "")
 	p.cond.Signal()
 }
 
+// pendingKeys lists the keys with changes of the current epoch or before
+// still unacknowledged, for a marker that goes out without them. Caller
+// holds mu.
+func (p *Pipeline) pendingKeys() (keys []string, truncated bool) {
+	for key, ks := range p.keys {
+		if len(ks.items) == 0 || ks.items[0].epoch > p.currentEpoch {
+			continue
+		}
+		if len(keys) == maxPendingKeys {
+			truncated = true
+			break
+		}
+		keys = append(keys, key)
+	}
+	sort.Strings(keys)
+	return keys, truncated
+}
+
 // fenceDone advances to the next epoch after the first fence was published.
-// Caller holds mu.
-func (p *Pipeline) fenceDone() {
+// Items the fence went out without are counted in the next epoch. Caller
+// holds mu.
+func (p *Pipeline) fenceDone(now time.Time) {
 	p.fences = p.fences[1:]
 	p.fenceBusy = false
+	left := p.epochItems[p.currentEpoch]
 	delete(p.epochItems, p.currentEpoch)
 	p.currentEpoch++
+	p.epochItems[p.currentEpoch] += left
+	if len(p.fences) > 0 {
+		p.fences[0].headSince = now
+	}
 	for _, key := range p.parked[p.currentEpoch] {
 		p.ready = append(p.ready, key)
 	}
@@ -255,6 +388,13 @@ func (p *Pipeline) Run(ctx context.Context) {
 		p.mu.Unlock()
 	})
 	defer stop()
+	if p.opts.MarkerWait > 0 {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.watchFences(ctx)
+		}()
+	}
 	for i := 0; i < p.opts.Workers; i++ {
 		p.wg.Add(1)
 		go func() {
@@ -263,6 +403,27 @@ func (p *Pipeline) Run(ctx context.Context) {
 		}()
 	}
 	p.wg.Wait()
+}
+
+// watchFences checks now and then whether a marker has waited long enough
+// for failing keys.
+func (p *Pipeline) watchFences(ctx context.Context) {
+	t := time.NewTicker(min(max(p.opts.MarkerWait/4, 5*time.Millisecond), time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			p.mu.Lock()
+			done := p.closed && p.pending == 0
+			p.maybeForceFence(now)
+			p.mu.Unlock()
+			if done {
+				return
+			}
+		}
+	}
 }
 
 // Shutdown stops accepting changes and waits until everything queued was
@@ -294,20 +455,33 @@ func (p *Pipeline) WaitIdle(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// PendingMarkers is the number of replay markers not yet acknowledged.
+func (p *Pipeline) PendingMarkers() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.fences)
+}
+
 // Stats returns the counters.
 func (p *Pipeline) Stats() Stats {
 	p.mu.Lock()
-	pending, keys := p.pending, len(p.keys)
-	p.mu.Unlock()
-	return Stats{
-		Enqueued:  p.enqueued.Load(),
-		Published: p.published.Load(),
-		Retried:   p.retried.Load(),
-		Coalesced: p.coalesced.Load(),
-		Failed:    p.failed.Load(),
-		Pending:   pending,
-		Keys:      keys,
+	st := Stats{Pending: p.pending, Keys: len(p.keys), Markers: len(p.fences), Failing: len(p.failing), LastError: p.lastError}
+	for it := range p.failing {
+		if st.FailingSince.IsZero() || it.firstFailure.Before(st.FailingSince) {
+			st.FailingSince = it.firstFailure
+		}
 	}
+	p.mu.Unlock()
+	st.Enqueued = p.enqueued.Load()
+	st.Published = p.published.Load()
+	st.Retried = p.retried.Load()
+	st.Coalesced = p.coalesced.Load()
+	st.Cancelled = p.cancelled.Load()
+	st.Lost = p.lost.Load()
+	st.DeletesIdentityOnly = p.deletesIdentityOnly.Load()
+	st.DeletesLost = p.deletesLost.Load()
+	st.MarkersForced = p.markersForced.Load()
+	return st
 }
 
 // next takes up to BatchSize dispatchable items, blocking until there is at
@@ -316,31 +490,40 @@ func (p *Pipeline) Stats() Stats {
 func (p *Pipeline) next(ctx context.Context) []*item {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for len(p.ready) == 0 {
-		if ctx.Err() != nil || (p.closed && p.pending == 0) {
+	for {
+		for len(p.ready) == 0 {
+			if ctx.Err() != nil || (p.closed && p.pending == 0) {
+				return nil
+			}
+			p.cond.Wait()
+		}
+		if ctx.Err() != nil {
 			return nil
 		}
-		p.cond.Wait()
-	}
-	if ctx.Err() != nil {
-		return nil
-	}
-	n := min(len(p.ready), p.opts.BatchSize)
-	batch := make([]*item, 0, n)
-	for _, key := range p.ready[:n] {
-		if key == "" {
-			batch = append(batch, p.fences[0])
-			continue
+		var batch []*item
+		for len(p.ready) > 0 && len(batch) < p.opts.BatchSize {
+			key := p.ready[0]
+			p.ready = p.ready[1:]
+			if key == "" {
+				batch = append(batch, p.fences[0])
+				continue
+			}
+			ks := p.keys[key]
+			// Stale entries: the key's item vanished, is taken, or waits
+			// for a later epoch (and is parked for it).
+			if ks == nil || ks.inFlight || len(ks.items) == 0 || ks.items[0].epoch > p.currentEpoch {
+				continue
+			}
+			ks.inFlight = true
+			batch = append(batch, ks.items[0])
 		}
-		ks := p.keys[key]
-		ks.inFlight = true
-		batch = append(batch, ks.items[0])
+		if len(p.ready) > 0 {
+			p.cond.Signal()
+		}
+		if len(batch) > 0 {
+			return batch
+		}
 	}
-	p.ready = p.ready[n:]
-	if len(p.ready) > 0 {
-		p.cond.Signal()
-	}
-	return batch
 }
 
 func (p *Pipeline) worker(ctx context.Context) {
@@ -353,12 +536,16 @@ func (p *Pipeline) worker(ctx context.Context) {
 		events := make([]*kubestreamv1.Event, 0, len(batch))
 		sent := make([]*item, 0, len(batch))
 		for _, it := range batch {
+			if it.ch.Op == change.ReplayEnd {
+				// Named afresh on every attempt: what is still pending now.
+				it.ev = nil
+				it.ch = p.withPendingKeys(it.ch)
+			}
 			if it.ev == nil {
 				ev, err := p.translator.Translate(it.ch)
 				if err != nil {
 					logger.Error(err, "Dropping change that cannot be translated", "key", it.key, "op", it.ch.Op.String())
-					p.failed.Add(1)
-					p.finish(it)
+					p.drop(it)
 					continue
 				}
 				it.ev = ev
@@ -382,16 +569,23 @@ func (p *Pipeline) worker(ctx context.Context) {
 					p.opts.OnAcknowledged(it.ev, it.enqueued)
 				}
 				p.finish(it)
+			case errors.Is(err, ErrPermanent) && it.ch.Op == change.Deleted && !it.identityOnly:
+				// A consumer needs a delete's identity, not its final state.
+				logger.Info("Sink refused a delete for good, publishing its identity alone", "key", it.key, "eventID", it.ev.GetId(), "err", err.Error())
+				it.identityOnly = true
+				it.ev = event.IdentityOnly(it.ev)
+				p.deletesIdentityOnly.Add(1)
+				p.release(it)
 			case errors.Is(err, ErrPermanent):
-				logger.Error(err, "Dropping event the sink cannot accept", "key", it.key, "eventID", it.ev.GetId())
-				p.failed.Add(1)
-				p.finish(it)
+				logger.Error(err, "Dropping event the sink cannot accept", "key", it.key, "eventID", it.ev.GetId(), "op", it.ch.Op.String())
+				p.drop(it)
 			case ctx.Err() != nil:
 				// Shutting down hard: leave it queued; it is reported as left over.
 				p.release(it)
 			default:
 				p.retried.Add(1)
 				it.attempts++
+				p.failed(it, err)
 				delay := p.backoff(it.attempts)
 				if it.attempts == 1 || it.attempts%10 == 0 {
 					logger.Info("Publish failed, retrying", "key", it.key, "eventID", it.ev.GetId(), "attempt", it.attempts, "retryIn", delay, "err", err.Error())
@@ -400,6 +594,38 @@ func (p *Pipeline) worker(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// withPendingKeys returns an end marker naming the keys still pending.
+func (p *Pipeline) withPendingKeys(c *change.Change) *change.Change {
+	p.mu.Lock()
+	keys, truncated := p.pendingKeys()
+	p.mu.Unlock()
+	out := *c
+	r := *c.Replay
+	r.PendingKeys, r.PendingKeysTruncated = keys, truncated
+	out.Replay = &r
+	return &out
+}
+
+// failed records a failed attempt for readiness and metrics.
+func (p *Pipeline) failed(it *item, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if it.firstFailure.IsZero() {
+		it.firstFailure = time.Now()
+	}
+	p.failing[it] = struct{}{}
+	p.lastError = err.Error()
+}
+
+// drop counts an event that never reaches the broker and moves on.
+func (p *Pipeline) drop(it *item) {
+	p.lost.Add(1)
+	if it.ch.Op == change.Deleted {
+		p.deletesLost.Add(1)
+	}
+	p.finish(it)
 }
 
 // backoff is exponential with full jitter between MinBackoff and MaxBackoff.
@@ -428,24 +654,30 @@ func (p *Pipeline) release(it *item) {
 // finish removes an acknowledged (or dropped) item and lets the next item of
 // its key go.
 func (p *Pipeline) finish(it *item) {
+	now := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.pending--
+	delete(p.failing, it)
 	if it.key == "" {
-		p.fenceDone()
+		p.fenceDone(now)
 	} else {
 		ks := p.keys[it.key]
 		ks.items = ks.items[1:]
 		ks.inFlight = false
-		p.epochItems[it.epoch]--
+		e := p.epochOf(it)
+		p.epochItems[e]--
 		if len(ks.items) == 0 {
 			delete(p.keys, it.key)
 		} else {
 			p.makeReady(it.key, ks.items[0])
 		}
-		if it.epoch == p.currentEpoch {
+		if e == p.currentEpoch {
 			p.maybeReleaseFence()
 		}
+	}
+	if len(p.failing) == 0 {
+		p.lastError = ""
 	}
 	if p.pending == 0 {
 		p.idle.Broadcast()

@@ -158,7 +158,7 @@ func TestPerObjectOrderWithRetriesAndConcurrency(t *testing.T) {
 		}
 	}
 	st := p.Stats()
-	if st.Retried == 0 || st.Failed != 0 || st.Pending != 0 {
+	if st.Retried == 0 || st.Lost != 0 || st.Pending != 0 {
 		t.Fatalf("stats %+v: want retries, no failures, nothing pending", st)
 	}
 }
@@ -207,10 +207,12 @@ func TestDeletesSurviveCoalescingAndReCreatesStayInOrder(t *testing.T) {
 	p := start(t, sink, pipeline.Options{Workers: 1, BatchSize: 1})
 	p.Enqueue(cmChange(change.Created, "blocker", "b", 1)) // occupies the only worker
 	time.Sleep(20 * time.Millisecond)
-	p.Enqueue(cmChange(change.Created, "x", "u1", 1))
-	u := cmChange(change.Updated, "x", "u1", 2)
-	u.Previous = testobj.ConfigMap("ns", "x", "u1", "1", nil)
-	p.Enqueue(u)
+	// u1 was published before (its updates are what is pending).
+	for rv := 1; rv <= 2; rv++ {
+		u := cmChange(change.Updated, "x", "u1", rv)
+		u.Previous = testobj.ConfigMap("ns", "x", "u1", strconv.Itoa(rv-1), nil)
+		p.Enqueue(u)
+	}
 	p.Enqueue(cmChange(change.Deleted, "x", "u1", 3))
 	p.Enqueue(cmChange(change.Created, "x", "u2", 4))
 	close(sink.gate)
@@ -225,6 +227,42 @@ func TestDeletesSurviveCoalescingAndReCreatesStayInOrder(t *testing.T) {
 	want := []string{"OPERATION_DELETED u1@3", "OPERATION_CREATED u2@4"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("events of x = %v, want %v", got, want)
+	}
+}
+
+// A name deleted and re-created over and over while the sink is blocked
+// (a StatefulSet pod during an outage) holds one pending change, not one per
+// incarnation: an incarnation created and deleted before anything was
+// published never existed for any consumer.
+func TestReCreatesDuringOutageDoNotGrowTheQueue(t *testing.T) {
+	sink := &recordingSink{gate: make(chan struct{})}
+	p := start(t, sink, pipeline.Options{Workers: 1, BatchSize: 1})
+	p.Enqueue(cmChange(change.Created, "blocker", "b", 1))
+	time.Sleep(20 * time.Millisecond)
+	p.Enqueue(cmChange(change.Deleted, "x", "u0", 1)) // a uid consumers know
+	for i := 1; i <= 100; i++ {
+		uid := "u" + strconv.Itoa(i)
+		p.Enqueue(cmChange(change.Created, "x", uid, 2*i))
+		p.Enqueue(cmChange(change.Deleted, "x", uid, 2*i+1))
+	}
+	p.Enqueue(cmChange(change.Created, "x", "last", 1000))
+	if st := p.Stats(); st.Pending > 4 {
+		t.Fatalf("%d changes pending after 100 incarnations, want at most 4 (blocker, delete of u0, create of the last)", st.Pending)
+	}
+	close(sink.gate)
+	waitIdle(t, p)
+	var got []string
+	for _, ev := range sink.events() {
+		if ev.GetObject().GetName() == "x" {
+			got = append(got, fmt.Sprintf("%s %s", ev.GetOperation(), ev.GetObject().GetUid()))
+		}
+	}
+	want := []string{"OPERATION_DELETED u0", "OPERATION_CREATED last"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("events of x = %v, want %v", got, want)
+	}
+	if st := p.Stats(); st.Cancelled != 100 {
+		t.Fatalf("cancelled = %d, want 100", st.Cancelled)
 	}
 }
 
@@ -287,7 +325,7 @@ func TestPermanentFailureDoesNotStallOthers(t *testing.T) {
 	u.Previous = testobj.ConfigMap("ns", "huge", "h", "1", nil)
 	p.Enqueue(u)
 	waitIdle(t, p)
-	if st := p.Stats(); st.Failed != 1 || st.Published != 2 {
+	if st := p.Stats(); st.Lost != 1 || st.Published != 2 {
 		t.Fatalf("stats %+v, want 1 failed and 2 published", st)
 	}
 }

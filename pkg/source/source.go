@@ -1,8 +1,10 @@
 // Package source watches Kubernetes objects with informers (compact ones for
 // pods, deployments and config maps, a typed one for nodes) and turns every
-// add, update and delete into a change.Change for the pipeline. It also runs replay rounds: the initial list, and then every
-// --resync period the whole cache, as snapshots between begin and end
-// markers.
+// add, update and delete into a change.Change for the pipeline. It also runs
+// replay rounds: the initial list, and then every --resync period every
+// object as snapshots between begin and end markers, read from the state
+// the handlers last emitted (not the informer cache, which runs ahead of
+// them).
 package source
 
 import (
@@ -31,6 +33,13 @@ import (
 // notification goroutine.
 type Queue interface {
 	Enqueue(c *change.Change) bool
+}
+
+// markerCounter is a Queue that knows how many replay markers it has not
+// delivered yet; the source then skips a round while the last one is
+// still on its way.
+type markerCounter interface {
+	PendingMarkers() int
 }
 
 // Deriver computes further changes from an object change, such as
@@ -78,6 +87,9 @@ type Source struct {
 	// initialID is the replay id of the initial list, set before informers
 	// start.
 	initialID string
+	// skipped counts replay rounds not started because the previous one
+	// was still undelivered.
+	skipped atomic.Uint64
 }
 
 type watchedKind struct {
@@ -90,6 +102,11 @@ type watchedKind struct {
 	mu sync.Mutex
 	// initialCount counts snapshots of the initial list.
 	initialCount atomic.Int64
+	// emitted is the last state the handlers emitted per namespace/name,
+	// guarded by mu: replay rounds snapshot it, so a snapshot never carries
+	// a state newer than, or overtakes, a live change still to be handled.
+	// The objects are the informer cache's own (shared, never mutated).
+	emitted map[string]change.Object
 }
 
 // New validates options and builds the informers. Nothing runs until Run.
@@ -135,7 +152,7 @@ func New(opts Options) (*Source, error) {
 		if err != nil {
 			return nil, err
 		}
-		w := &watchedKind{kind: k, informer: inf}
+		w := &watchedKind{kind: k, informer: inf, emitted: map[string]change.Object{}}
 		reg, err := inf.AddEventHandler(&handler{s: s, w: w})
 		if err != nil {
 			return nil, fmt.Errorf("add %s handler: %w", k.Resource, err)
@@ -232,29 +249,41 @@ func (s *Source) waitInitial(ctx context.Context, start time.Time) ([]SyncStat, 
 	return stats, nil
 }
 
-// Replay emits one round: a begin marker, a snapshot of every cached object
-// of every kind, and an end marker with the counts.
-func (s *Source) Replay(ctx context.Context, reason kubestreamv1.ReplayReason) {
+// Replay emits one round: a begin marker, a snapshot of every object as the
+// handlers last emitted it, and an end marker with the counts. A round is
+// skipped (and counted) while the previous round's markers are still
+// undelivered: during a broker outage rounds would otherwise pile up, and
+// the undelivered round already carries every object, with live changes
+// behind it.
+func (s *Source) Replay(ctx context.Context, reason kubestreamv1.ReplayReason) bool {
+	logger := klog.FromContext(ctx)
+	if mc, ok := s.opts.Queue.(markerCounter); ok {
+		if n := mc.PendingMarkers(); n > 0 {
+			s.skipped.Add(1)
+			logger.Info("Skipping replay round: the previous round is not delivered yet", "undeliveredMarkers", n, "reason", reason.String())
+			return false
+		}
+	}
 	id := newReplayID()
 	s.enqueueMarker(change.ReplayBegin, id, reason, nil, s.opts.Now())
 	counts := map[string]int64{}
 	for _, w := range s.watched {
 		w.mu.Lock()
-		objs := w.informer.GetStore().List()
 		now := s.opts.Now()
-		for _, o := range objs {
-			obj, ok := o.(change.Object)
-			if !ok {
-				continue
-			}
+		for _, obj := range w.emitted {
 			s.emit(&change.Change{Kind: w.kind, Op: change.Snapshot, Object: obj, ReplayID: id, ObservedAt: now})
 		}
+		counts[w.kind.Resource] = int64(len(w.emitted))
 		w.mu.Unlock()
-		counts[w.kind.Resource] = int64(len(objs))
 	}
 	s.enqueueMarker(change.ReplayEnd, id, reason, counts, s.opts.Now())
-	klog.FromContext(ctx).Info("Replay round", "replayID", id, "reason", reason.String(), "objects", counts)
+	logger.Info("Replay round", "replayID", id, "reason", reason.String(), "objects", counts)
+	return true
 }
+
+// SkippedRounds counts replay rounds skipped because the previous one was
+// still undelivered.
+func (s *Source) SkippedRounds() uint64 { return s.skipped.Load() }
 
 func (s *Source) enqueueMarker(op change.Op, id string, reason kubestreamv1.ReplayReason, counts map[string]int64, now time.Time) {
 	s.opts.Queue.Enqueue(&change.Change{
@@ -299,9 +328,16 @@ func (h *handler) OnAdd(obj any, isInInitialList bool) {
 		c.ReplayID = h.s.initialID
 		h.w.initialCount.Add(1)
 	}
+	key := objectKey(o)
 	h.w.mu.Lock()
+	defer h.w.mu.Unlock()
+	// A name that comes back with another uid and no delete in between: the
+	// old uid is gone.
+	if old, ok := h.w.emitted[key]; ok && old.GetUID() != o.GetUID() {
+		h.s.emit(&change.Change{Kind: h.w.kind, Op: change.Deleted, Previous: old, FinalStateUnknown: true, ObservedAt: c.ObservedAt})
+	}
+	h.w.emitted[key] = o
 	h.s.emit(c)
-	h.w.mu.Unlock()
 }
 
 func (h *handler) OnUpdate(oldObj, newObj any) {
@@ -315,9 +351,19 @@ func (h *handler) OnUpdate(oldObj, newObj any) {
 	if prev.GetResourceVersion() == next.GetResourceVersion() {
 		return
 	}
+	now := h.s.opts.Now()
+	key := objectKey(next)
 	h.w.mu.Lock()
-	h.s.emit(&change.Change{Kind: h.w.kind, Op: change.Updated, Object: next, Previous: prev, ObservedAt: h.s.opts.Now()})
-	h.w.mu.Unlock()
+	defer h.w.mu.Unlock()
+	h.w.emitted[key] = next
+	// A relist after a watch gap reports a name deleted and re-created
+	// meanwhile as an update across two uids: it is a delete and a create.
+	if prev.GetUID() != next.GetUID() {
+		h.s.emit(&change.Change{Kind: h.w.kind, Op: change.Deleted, Previous: prev, FinalStateUnknown: true, ObservedAt: now})
+		h.s.emit(&change.Change{Kind: h.w.kind, Op: change.Created, Object: next, ObservedAt: now})
+		return
+	}
+	h.s.emit(&change.Change{Kind: h.w.kind, Op: change.Updated, Object: next, Previous: prev, ObservedAt: now})
 }
 
 func (h *handler) OnDelete(obj any) {
@@ -336,7 +382,19 @@ func (h *handler) OnDelete(obj any) {
 	default:
 		return
 	}
+	key := objectKey(c.Previous)
 	h.w.mu.Lock()
+	defer h.w.mu.Unlock()
+	if cur, ok := h.w.emitted[key]; ok && cur.GetUID() == c.Previous.GetUID() {
+		delete(h.w.emitted, key)
+	}
 	h.s.emit(c)
-	h.w.mu.Unlock()
+}
+
+// objectKey is namespace/name, the informer's key.
+func objectKey(o change.Object) string {
+	if ns := o.GetNamespace(); ns != "" {
+		return ns + "/" + o.GetName()
+	}
+	return o.GetName()
 }
