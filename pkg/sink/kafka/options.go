@@ -40,8 +40,19 @@ type Options struct {
 	// Topic, when set, puts every event into this one topic instead.
 	Topic string
 
-	// CreateTopics creates missing topics, on first use, with Partitions,
-	// ReplicationFactor, CleanupPolicy and TopicConfig.
+	// Streams names what will be published: resource names of the watched
+	// kinds ("pods", "configmaps") and kinds.ImageStorage when image-storage
+	// events are on. Open checks that the topic of every stream exists
+	// (<prefix>.<stream>, or Topic): a missing one is created with
+	// CreateTopics, else the broker is asked to create it automatically
+	// (as a stock broker with auto.create.topics.enable does), else Open
+	// fails with ErrMissingTopics. Empty skips the check: topics are then
+	// looked up on first use. Not a flag: the command fills it in.
+	Streams []string
+
+	// CreateTopics creates missing topics, at Open and on first use, with
+	// Partitions, ReplicationFactor, CleanupPolicy and TopicConfig. Without
+	// it, missing topics are left to the broker's automatic topic creation.
 	CreateTopics      bool
 	Partitions        int
 	ReplicationFactor int
@@ -124,7 +135,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.Brokers, "kafka-brokers", o.Brokers, "Kafka bootstrap brokers, host:port, comma-separated (required with --sink kafka)")
 	fs.StringVar(&o.TopicPrefix, "kafka-topic-prefix", o.TopicPrefix, "prefix of the per-kind topics: <prefix>.pods, .nodes, .deployments, .configmaps, .imagestorage")
 	fs.StringVar(&o.Topic, "kafka-topic", o.Topic, "put every event into this one topic instead of one topic per kind")
-	fs.BoolVar(&o.CreateTopics, "kafka-create-topics", o.CreateTopics, "create missing topics on first use with --kafka-topic-partitions, --kafka-topic-replication-factor and --kafka-topic-cleanup-policy")
+	fs.BoolVar(&o.CreateTopics, "kafka-create-topics", o.CreateTopics, "create missing topics at start with --kafka-topic-partitions, --kafka-topic-replication-factor and --kafka-topic-cleanup-policy (without it, missing topics are left to the broker's automatic topic creation)")
 	fs.IntVar(&o.Partitions, "kafka-topic-partitions", o.Partitions, "partitions of created topics")
 	fs.IntVar(&o.ReplicationFactor, "kafka-topic-replication-factor", o.ReplicationFactor, "replication factor of created topics; -1 uses the broker's default.replication.factor")
 	fs.StringVar(&o.CleanupPolicy, "kafka-topic-cleanup-policy", o.CleanupPolicy, "cleanup.policy of created topics: delete, compact or compact,delete (compact keeps the latest state per object)")

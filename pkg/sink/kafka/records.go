@@ -99,7 +99,10 @@ func (s *Sink) objectRecords(ev *kubestreamv1.Event) ([]kafkago.Message, error) 
 
 // markerTopics are the topics a replay marker goes to: the topics of the
 // kinds it covers, plus the image-storage topic when nodes are covered
-// (image-storage snapshots are derived from nodes).
+// (image-storage snapshots are derived from nodes). That one is required
+// when image storage is a stream (checked at Open) or, with no streams
+// given, when topics are created; otherwise optional: it gets markers only
+// if it exists, so disabling image storage needs no topic.
 func (s *Sink) markerTopics(m *kubestreamv1.ReplayMarker) (required, optional []string) {
 	if s.opts.Topic != "" {
 		return []string{s.opts.Topic}, nil
@@ -112,7 +115,15 @@ func (s *Sink) markerTopics(m *kubestreamv1.ReplayMarker) (required, optional []
 			required = append(required, t)
 		}
 		if k == kinds.Nodes.Resource {
-			optional = append(optional, s.topicFor(kinds.ImageStorage))
+			is := s.topicFor(kinds.ImageStorage)
+			switch {
+			case seen[is]:
+			case s.imageStorageRequired:
+				seen[is] = true
+				required = append(required, is)
+			default:
+				optional = append(optional, is)
+			}
 		}
 	}
 	return required, optional

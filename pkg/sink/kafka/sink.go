@@ -18,6 +18,10 @@
 //   - An event too large for Kafka is compressed on its own, else trimmed
 //     (Event.change.truncated), else failed with pipeline.Permanent; it
 //     never blocks other objects.
+//   - Open checks that the topics of Options.Streams exist, creating them
+//     (Options.CreateTopics) or asking the broker's automatic topic
+//     creation, and fails with ErrMissingTopics otherwise: a missing topic
+//     stops start-up instead of freezing the stream.
 package kafka
 
 import (
@@ -28,6 +32,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -35,6 +40,7 @@ import (
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+	metadataAPI "github.com/segmentio/kafka-go/protocol/metadata"
 	"google.golang.org/protobuf/proto"
 	"k8s.io/klog/v2"
 
@@ -46,6 +52,61 @@ import (
 
 // ErrNoBroker is returned by Open when no broker answered.
 var ErrNoBroker = errors.New("no Kafka broker answered")
+
+// ErrMissingTopics is matched (errors.Is) by the error Open returns when
+// topics of Options.Streams do not exist and could not be created, and by
+// Publish's error for a topic that does not exist. The error is a
+// *MissingTopicsError: one line naming the topics and the fixes. It is the
+// user's to fix (create the topics, or run with --kafka-create-topics).
+var ErrMissingTopics = errors.New("Kafka topics do not exist")
+
+// MissingTopicsError names topics that do not exist and says why they were
+// not created and what to do.
+type MissingTopicsError struct {
+	// Topics are the missing topics, sorted.
+	Topics []string
+	// reason follows "do not exist and": why they were not created.
+	reason string
+	// fix follows the colon, given "it" or "them"; nil: create them, or
+	// run with --kafka-create-topics.
+	fix func(them string) string
+}
+
+func (e *MissingTopicsError) Error() string {
+	noun, verb, them := "topics", "do not exist", "them"
+	if len(e.Topics) == 1 {
+		noun, verb, them = "topic", "does not exist", "it"
+	}
+	fix := "create " + them + " (see docs/kafka.md), or run with --kafka-create-topics"
+	if e.fix != nil {
+		fix = e.fix(them)
+	}
+	return fmt.Sprintf("Kafka %s %s %s and %s: %s", noun, strings.Join(e.Topics, ", "), verb, e.reason, fix)
+}
+
+// Is makes errors.Is(err, ErrMissingTopics) hold.
+func (e *MissingTopicsError) Is(target error) bool { return target == ErrMissingTopics }
+
+func missingTopics(topics []string, reason string, fix func(them string) string) *MissingTopicsError {
+	ts := append([]string(nil), topics...)
+	sort.Strings(ts)
+	return &MissingTopicsError{Topics: ts, reason: reason, fix: fix}
+}
+
+// notAutoCreated is the reason of a MissingTopicsError when the broker
+// refused automatic creation; answer is the broker's error when it is
+// more than "unknown topic".
+func notAutoCreated(answer error) string {
+	r := "the broker does not create topics automatically"
+	if answer != nil && !errors.Is(answer, kafkago.UnknownTopicOrPartition) {
+		r += fmt.Sprintf(" (it answered: %v)", answer)
+	}
+	return r
+}
+
+// AutoCreateWait bounds how long Open waits for topics the broker creates
+// automatically to show up with partitions.
+const AutoCreateWait = 5 * time.Second
 
 // Sink publishes events to Kafka. It is safe for concurrent use.
 type Sink struct {
@@ -60,6 +121,13 @@ type Sink struct {
 	// batch the broker refused, to find out which record was too large.
 	alone      *kafkago.Writer
 	aloneCodec kafkago.Compression
+
+	// streamTopics are the topics of Options.Streams, checked at Open.
+	streamTopics []string
+	// imageStorageRequired: replay markers covering nodes must reach the
+	// image-storage topic (image storage is on, or topics are created);
+	// otherwise they reach it only if it exists.
+	imageStorageRequired bool
 
 	topicMu sync.Mutex // serializes topic look-ups and creation
 	mu      sync.Mutex
@@ -85,7 +153,9 @@ type Stats struct {
 }
 
 // Open validates opts, checks that a broker answers (within DialTimeout,
-// trying every address) and returns a ready sink.
+// trying every address), checks the topics of opts.Streams (see
+// Options.Streams; a missing one that cannot be created fails with
+// ErrMissingTopics) and returns a ready sink.
 func Open(ctx context.Context, opts Options) (*Sink, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
@@ -121,6 +191,19 @@ func Open(ctx context.Context, opts Options) (*Sink, error) {
 	}
 
 	s := &Sink{opts: opts, addr: kafkago.TCP(brokers...), transport: newTransport(), ready: map[string]bool{}}
+	seen := map[string]bool{}
+	for _, st := range opts.Streams {
+		if t := s.topicFor(st); !seen[t] {
+			seen[t] = true
+			s.streamTopics = append(s.streamTopics, t)
+		}
+		if st == kinds.ImageStorage {
+			s.imageStorageRequired = true
+		}
+	}
+	if len(opts.Streams) == 0 && opts.CreateTopics {
+		s.imageStorageRequired = true
+	}
 	s.client = &kafkago.Client{Addr: s.addr, Transport: s.transport, Timeout: opts.WriteTimeout}
 	s.writer = &kafkago.Writer{
 		Addr:      s.addr,
@@ -135,6 +218,10 @@ func Open(ctx context.Context, opts Options) (*Sink, error) {
 		MaxAttempts:  1,
 		ReadTimeout:  opts.WriteTimeout,
 		WriteTimeout: opts.WriteTimeout,
+		// A topic that goes missing later is left to the broker's automatic
+		// creation unless the sink creates topics itself (with the settings
+		// given, not the broker's defaults).
+		AllowAutoTopicCreation: !opts.CreateTopics,
 	}
 	// Oversized records are compressed even when --kafka-compression is
 	// none: zstd shrinks Kubernetes objects the most (every broker since
@@ -151,15 +238,161 @@ func Open(ctx context.Context, opts Options) (*Sink, error) {
 		BatchTimeout: time.Millisecond,
 		BatchSize:    1,
 		// No local limit: the broker judges the compressed size.
-		BatchBytes:   math.MaxInt32,
-		Compression:  s.aloneCodec,
-		MaxAttempts:  1,
-		ReadTimeout:  opts.WriteTimeout,
-		WriteTimeout: opts.WriteTimeout,
+		BatchBytes:             math.MaxInt32,
+		Compression:            s.aloneCodec,
+		MaxAttempts:            1,
+		ReadTimeout:            opts.WriteTimeout,
+		WriteTimeout:           opts.WriteTimeout,
+		AllowAutoTopicCreation: !opts.CreateTopics,
+	}
+	if err := s.checkTopics(ctx, s.streamTopics); err != nil {
+		s.transport.CloseIdleConnections()
+		return nil, err
 	}
 	klog.FromContext(ctx).Info("Connected to Kafka", "brokers", brokers, "topics", s.describeTopics(),
 		"compression", opts.Compression, "batchTimeout", opts.BatchTimeout.String(), "tls", tlsCfg != nil, "sasl", opts.SASL.Mechanism)
 	return s, nil
+}
+
+// checkTopics makes sure topics exist before the first event: missing ones
+// are created (CreateTopics), else left to the broker's automatic topic
+// creation, waiting up to AutoCreateWait for them. It fails with a
+// *MissingTopicsError when they still do not exist, naming all of them.
+func (s *Sink) checkTopics(ctx context.Context, topics []string) error {
+	if len(topics) == 0 {
+		return nil
+	}
+	md, err := s.client.Metadata(ctx, &kafkago.MetadataRequest{Topics: topics})
+	if err != nil {
+		return fmt.Errorf("look up Kafka topics %s: %w", strings.Join(topics, ", "), err)
+	}
+	exists := map[string]bool{}
+	for _, t := range md.Topics {
+		if t.Error == nil && len(t.Partitions) > 0 {
+			exists[t.Name] = true
+		}
+	}
+	var missing []string
+	for _, t := range topics {
+		if !exists[t] {
+			missing = append(missing, t)
+		}
+	}
+	var still []string
+	var failure error
+	if len(missing) > 0 && s.opts.CreateTopics {
+		var reasons []string
+		refused := false
+		created := s.createTopics(ctx, missing)
+		for _, t := range missing {
+			if err := created[t]; err != nil {
+				still = append(still, t)
+				reasons = append(reasons, err.Error())
+				var ke kafkago.Error
+				refused = refused || errors.As(err, &ke)
+			} else {
+				exists[t] = true
+			}
+		}
+		switch {
+		case len(still) == 0:
+		case refused:
+			// The broker said no (policy, permissions, settings): the
+			// user's to fix, like a topic nobody may create.
+			failure = missingTopics(still, "the broker refused to create topics ("+strings.Join(reasons, "; ")+")",
+				func(them string) string {
+					return "fix the --kafka-topic-* settings or the broker's permissions, or create " + them + " (see docs/kafka.md)"
+				})
+		default:
+			failure = errors.New(strings.Join(reasons, "; "))
+		}
+	} else if len(missing) > 0 {
+		var answer error
+		var refused bool
+		still, refused, answer = s.autoCreate(ctx, missing, AutoCreateWait)
+		for _, t := range missing {
+			if !slices.Contains(still, t) {
+				exists[t] = true
+			}
+		}
+		switch {
+		case len(still) == 0:
+		case refused:
+			failure = missingTopics(still, notAutoCreated(answer), nil)
+		case answer != nil:
+			failure = fmt.Errorf("ask the Kafka broker to create topics %s automatically: %w", strings.Join(still, ", "), answer)
+		default:
+			failure = missingTopics(still, fmt.Sprintf("did not appear within %s of asking the broker to create topics automatically", AutoCreateWait), nil)
+		}
+	}
+	s.mu.Lock()
+	for t := range exists {
+		s.ready[t] = true
+	}
+	s.mu.Unlock()
+	return failure
+}
+
+// autoCreate asks the broker to create topics automatically: a metadata
+// request that allows it, as kafka-go's Writer and the Java producer send
+// (a broker with auto.create.topics.enable, Kafka's default, creates them
+// with its default settings). With wait > 0 it polls until they have
+// partitions or wait passed. It returns the topics still missing; refused
+// when the broker answered that it does not create them, with its answer
+// (or the last request's error).
+func (s *Sink) autoCreate(ctx context.Context, topics []string, wait time.Duration) (missing []string, refused bool, answer error) {
+	logger := klog.FromContext(ctx)
+	deadline := time.Now().Add(wait)
+	missing = topics
+	for {
+		rctx, cancel := context.WithTimeout(ctx, s.opts.WriteTimeout)
+		r, err := s.transport.RoundTrip(rctx, s.addr, &metadataAPI.Request{TopicNames: missing, AllowAutoTopicCreation: true})
+		cancel()
+		answer = err
+		if err == nil {
+			found := map[string]metadataAPI.ResponseTopic{}
+			for _, t := range r.(*metadataAPI.Response).Topics {
+				found[t.Name] = t
+			}
+			var next []string
+			refused = true
+			answer = nil
+			for _, name := range missing {
+				t, ok := found[name]
+				if ok && t.ErrorCode == 0 && len(t.Partitions) > 0 {
+					logger.Info("Kafka created topic automatically", "topic", name, "partitions", len(t.Partitions))
+					continue
+				}
+				next = append(next, name)
+				code := kafkago.UnknownTopicOrPartition
+				if ok {
+					code = kafkago.Error(t.ErrorCode)
+				}
+				// Unknown topic to a request allowing creation: the
+				// broker does not create topics automatically. Retriable
+				// errors (leader not available) mean it is creating them.
+				if code == kafkago.UnknownTopicOrPartition || (code != 0 && !code.Temporary()) {
+					answer = code
+				} else {
+					refused = false
+				}
+			}
+			missing = next
+			if len(missing) == 0 {
+				return nil, false, nil
+			}
+			if refused {
+				return missing, true, answer
+			}
+		}
+		if ctx.Err() != nil || !time.Now().Add(200*time.Millisecond).Before(deadline) {
+			return missing, false, answer
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // probe asks every broker for metadata at once and succeeds when one
@@ -211,6 +444,9 @@ func (s *Sink) topicFor(resource string) string {
 func (s *Sink) describeTopics() string {
 	if s.opts.Topic != "" {
 		return s.opts.Topic
+	}
+	if len(s.streamTopics) > 0 {
+		return strings.Join(s.streamTopics, ",")
 	}
 	return s.opts.TopicPrefix + ".{" + strings.Join(append(kinds.Names(kinds.All()), kinds.ImageStorage), ",") + "}"
 }
@@ -442,19 +678,15 @@ func firstError(err error) error {
 // each topic its round covers.
 func (s *Sink) markerRecords(ctx context.Context, ev *kubestreamv1.Event) ([]kafkago.Message, error) {
 	required, optional := s.markerTopics(ev.GetReplay())
-	topics := required
-	if s.opts.CreateTopics {
-		topics = append(topics, optional...)
-	}
-	if errs := s.ensureTopicList(ctx, topics); len(errs) > 0 {
-		for _, t := range topics {
+	if errs := s.ensureTopicList(ctx, required); len(errs) > 0 {
+		for _, t := range required {
 			if err := errs[t]; err != nil {
 				return nil, err
 			}
 		}
 	}
-	// Without creation, the image-storage topic gets markers only when it
-	// exists: it is optional (image storage may be disabled).
+	// An optional topic (image storage off) gets markers only when it
+	// exists.
 	md, err := s.client.Metadata(ctx, &kafkago.MetadataRequest{Topics: append(required, optional...)})
 	if err != nil {
 		return nil, fmt.Errorf("look up partitions of %s for replay marker %s: %w", strings.Join(required, ", "), ev.GetId(), err)
@@ -532,8 +764,19 @@ func (s *Sink) ensureTopicList(ctx context.Context, topics []string) map[string]
 	}
 	if len(missing) > 0 {
 		if !s.opts.CreateTopics {
+			// Ask once, without waiting: the pipeline retries.
+			still, refused, answer := s.autoCreate(ctx, missing, 0)
 			for _, t := range missing {
-				errs[t] = fmt.Errorf("Kafka topic %s does not exist: create it (see docs/kafka.md) or run with --kafka-create-topics", t)
+				switch {
+				case !slices.Contains(still, t):
+					exists[t] = true
+				case refused:
+					errs[t] = missingTopics([]string{t}, notAutoCreated(answer), nil)
+				case answer != nil:
+					errs[t] = fmt.Errorf("Kafka topic %s does not exist; asking the broker to create it automatically: %w", t, answer)
+				default:
+					errs[t] = missingTopics([]string{t}, "the broker has not created it automatically yet", nil)
+				}
 			}
 		} else {
 			for t, err := range s.createTopics(ctx, missing) {
