@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 
 	"github.com/kubestream/kubestream/pkg/app"
 	"github.com/kubestream/kubestream/pkg/sink/kafka"
@@ -16,7 +17,17 @@ func init() {
 			if err := opts.Validate(); err != nil {
 				return nil, app.BadInput(err)
 			}
-			return kafka.Open(ctx, opts)
+			o := opts
+			o.Streams = streams
+			s, err := kafka.Open(ctx, o)
+			if errors.Is(err, kafka.ErrMissingTopics) {
+				// Topics to create, or a flag to add: exit code 2.
+				return nil, app.BadInput(err)
+			}
+			if err != nil {
+				return nil, err
+			}
+			return s, nil
 		},
 	})
 }
