@@ -25,7 +25,7 @@ func (echoDeriver) Derive(c *change.Change) []*change.Change {
 
 func newHandler(q Queue, derivers ...Deriver) *handler {
 	s := &Source{opts: Options{Queue: q, Now: func() time.Time { return time.Unix(1, 0) }, Derivers: derivers}, initialID: "init"}
-	return &handler{s: s, w: &watchedKind{kind: kinds.ConfigMaps}}
+	return &handler{s: s, w: &watchedKind{kind: kinds.ConfigMaps, emitted: map[string]change.Object{}}}
 }
 
 func TestHandlerTellsInitialListFromLiveCreates(t *testing.T) {

@@ -1,0 +1,189 @@
+// Package contract is the consumer contract as code: a State applies
+// kubestream events exactly as docs/contract.md says a consumer must, and
+// then holds the objects that exist, by uid. kubestream's own tests judge
+// the stream with it; a Go consumer may use it as it is.
+//
+// The contract, for one ordered stream (a Kafka partition, a JetStream
+// subject filter, the stdout sink's lines):
+//
+//  1. CREATED, UPDATED and SNAPSHOT upsert the object by uid; DELETED
+//     removes it. Image-storage events carry no object state and are ignored.
+//  2. REPLAY_BEGIN opens a round: remember the uids held of the kinds it
+//     covers. Every object event after it marks its uid as mentioned.
+//  3. REPLAY_END closes the round: remove every remembered uid that was not
+//     mentioned since its REPLAY_BEGIN, unless its key is in the marker's
+//     pending_keys or the marker says pending_keys_truncated. A REPLAY_END
+//     whose REPLAY_BEGIN this consumer did not see removes nothing.
+//
+// Applying an event twice (a redelivery) is harmless; events can be
+// deduplicated by id.
+package contract
+
+import (
+	"sort"
+
+	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
+)
+
+// Object is one object a State holds.
+type Object struct {
+	// Key is resource/namespace/name, the Kafka record key.
+	Key             string
+	UID             string
+	ResourceVersion string
+	// Event is the last event applied to the object.
+	Event *kubestreamv1.Event
+}
+
+// State applies the contract to one ordered stream.
+type State struct {
+	objects map[string]*Object // by uid
+	rounds  map[string]*round  // open rounds by replay id
+	deleted map[string]bool    // uids that got a DELETED
+	dropped []string           // uids removed by a REPLAY_END
+}
+
+type round struct {
+	kinds     map[string]bool
+	before    map[string]bool // uids held at REPLAY_BEGIN, of the covered kinds
+	mentioned map[string]bool
+}
+
+// New returns an empty state.
+func New() *State {
+	return &State{objects: map[string]*Object{}, rounds: map[string]*round{}, deleted: map[string]bool{}}
+}
+
+// Key returns the key of an event's object: resource/namespace/name.
+func Key(ev *kubestreamv1.Event) string {
+	o := ev.GetObject()
+	return o.GetResource() + "/" + o.GetNamespace() + "/" + o.GetName()
+}
+
+// Apply applies one event.
+func (s *State) Apply(ev *kubestreamv1.Event) {
+	switch ev.GetOperation() {
+	case kubestreamv1.Operation_OPERATION_REPLAY_BEGIN:
+		s.begin(ev.GetReplay())
+		return
+	case kubestreamv1.Operation_OPERATION_REPLAY_END:
+		s.end(ev.GetReplay())
+		return
+	}
+	if ev.GetImageStorage() != nil || ev.GetObject() == nil {
+		return
+	}
+	uid := ev.GetObject().GetUid()
+	for _, r := range s.rounds {
+		r.mentioned[uid] = true
+	}
+	switch ev.GetOperation() {
+	case kubestreamv1.Operation_OPERATION_CREATED, kubestreamv1.Operation_OPERATION_UPDATED, kubestreamv1.Operation_OPERATION_SNAPSHOT:
+		s.objects[uid] = &Object{Key: Key(ev), UID: uid, ResourceVersion: ev.GetObject().GetResourceVersion(), Event: ev}
+	case kubestreamv1.Operation_OPERATION_DELETED:
+		delete(s.objects, uid)
+		s.deleted[uid] = true
+	}
+}
+
+func (s *State) begin(m *kubestreamv1.ReplayMarker) {
+	r := &round{kinds: map[string]bool{}, before: map[string]bool{}, mentioned: map[string]bool{}}
+	for _, k := range m.GetKinds() {
+		r.kinds[k] = true
+	}
+	for uid, o := range s.objects {
+		if r.kinds[o.Event.GetObject().GetResource()] {
+			r.before[uid] = true
+		}
+	}
+	s.rounds[m.GetReplayId()] = r
+}
+
+func (s *State) end(m *kubestreamv1.ReplayMarker) {
+	r, ok := s.rounds[m.GetReplayId()]
+	if !ok {
+		return
+	}
+	delete(s.rounds, m.GetReplayId())
+	if m.GetPendingKeysTruncated() {
+		return
+	}
+	pending := map[string]bool{}
+	for _, k := range m.GetPendingKeys() {
+		pending[k] = true
+	}
+	for uid := range r.before {
+		o, held := s.objects[uid]
+		if !held || r.mentioned[uid] || pending[o.Key] {
+			continue
+		}
+		delete(s.objects, uid)
+		s.dropped = append(s.dropped, uid)
+	}
+}
+
+// Objects returns the objects held, by uid.
+func (s *State) Objects() map[string]Object {
+	out := make(map[string]Object, len(s.objects))
+	for uid, o := range s.objects {
+		out[uid] = *o
+	}
+	return out
+}
+
+// Deleted reports whether a DELETED was applied for uid.
+func (s *State) Deleted(uid string) bool { return s.deleted[uid] }
+
+// Dropped returns the uids REPLAY_END markers removed (gone without a
+// DELETED in this stream), in the order they were removed.
+func (s *State) Dropped() []string { return append([]string(nil), s.dropped...) }
+
+// Streams applies the contract to several ordered streams at once (the
+// partitions of Kafka topics) and answers for their union.
+type Streams struct {
+	streams map[string]*State
+}
+
+// NewStreams returns an empty set of streams.
+func NewStreams() *Streams { return &Streams{streams: map[string]*State{}} }
+
+// Apply applies ev to the named stream (for Kafka: topic and partition).
+func (m *Streams) Apply(stream string, ev *kubestreamv1.Event) {
+	s := m.streams[stream]
+	if s == nil {
+		s = New()
+		m.streams[stream] = s
+	}
+	s.Apply(ev)
+}
+
+// Objects returns the objects held by any stream, by uid.
+func (m *Streams) Objects() map[string]Object {
+	out := map[string]Object{}
+	for _, s := range m.streams {
+		for uid, o := range s.objects {
+			out[uid] = *o
+		}
+	}
+	return out
+}
+
+// Deleted reports whether any stream applied a DELETED for uid.
+func (m *Streams) Deleted(uid string) bool {
+	for _, s := range m.streams {
+		if s.deleted[uid] {
+			return true
+		}
+	}
+	return false
+}
+
+// Dropped returns the uids REPLAY_END markers removed in any stream.
+func (m *Streams) Dropped() []string {
+	var out []string
+	for _, s := range m.streams {
+		out = append(out, s.dropped...)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,419 @@
+package source
+
+// The consumer contract as a property: random interleavings of creates,
+// updates, deletes, same-name re-creates, watch gaps with relists, replay
+// rounds and sink faults (transient errors, lost acks, outages longer than
+// several rounds, a kind whose topic is missing for a while, deletes too
+// large to publish in full) go through the real handlers and the real
+// pipeline into a sink that keeps only what it acknowledged. A reference
+// consumer (pkg/contract) applies that log; at quiescence it must hold
+// exactly the objects that exist, at their latest resourceVersion, and
+// every uid it ever saw that is gone must have ended with a DELETED.
+//
+// KUBESTREAM_PROPERTY_SEEDS sets how many seeds run (default 25; `make
+// property` runs more); KUBESTREAM_PROPERTY_SEED runs one.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/kubestream/kubestream/internal/testobj"
+	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
+	"github.com/kubestream/kubestream/pkg/change"
+	"github.com/kubestream/kubestream/pkg/contract"
+	"github.com/kubestream/kubestream/pkg/event"
+	"github.com/kubestream/kubestream/pkg/kinds"
+	"github.com/kubestream/kubestream/pkg/pipeline"
+)
+
+// faultySink acknowledges into log what it accepts, and fails as told.
+type faultySink struct {
+	mu  sync.Mutex
+	rng *rand.Rand
+	log []*kubestreamv1.Event
+	// outage fails every publish; missing fails every event of a resource
+	// (a topic that does not exist); flaky is the chance an event fails;
+	// lostAck the chance an event is written but its ack is lost.
+	outage         bool
+	missing        string
+	flaky, lostAck float64
+}
+
+var errBrokerDown = errors.New("broker unreachable")
+
+func (s *faultySink) Publish(_ context.Context, events []*kubestreamv1.Event) []error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	errs := make([]error, len(events))
+	failed := false
+	for i, ev := range events {
+		var err error
+		switch {
+		case s.outage:
+			err = errBrokerDown
+		case s.missing != "" && ev.GetObject().GetResource() == s.missing:
+			err = fmt.Errorf("topic kubestream.%s does not exist", s.missing)
+		case ev.GetOperation() == kubestreamv1.Operation_OPERATION_DELETED && strings.HasPrefix(ev.GetObject().GetName(), "big-") && !ev.GetChange().GetTruncated():
+			err = pipeline.Permanent(errors.New("record too large"))
+		case s.rng.Float64() < s.flaky:
+			err = errors.New("transient broker error")
+		case s.rng.Float64() < s.lostAck:
+			s.log = append(s.log, ev) // written, but the ack never came
+			err = errors.New("ack timed out")
+		default:
+			s.log = append(s.log, ev)
+		}
+		if err != nil {
+			errs[i], failed = err, true
+		}
+	}
+	if !failed {
+		return nil
+	}
+	return errs
+}
+
+func (s *faultySink) set(f func(s *faultySink)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(s)
+}
+
+func (s *faultySink) events() []*kubestreamv1.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*kubestreamv1.Event(nil), s.log...)
+}
+
+// model is the apiserver's truth and one informer's view of it, per kind.
+type model struct {
+	rng     *rand.Rand
+	rv      int
+	nextUID int
+	src     *Source
+	kinds   []*modelKind
+}
+
+type modelKind struct {
+	h     *handler
+	truth map[string]change.Object // what exists, by name
+	cache map[string]change.Object // what the informer delivered
+	gap   bool                     // the watch is down: changes pile up in truth only
+}
+
+func (m *model) newObject(k *modelKind, name, uid string) change.Object {
+	m.rv++
+	rv := strconv.Itoa(m.rv)
+	if k.h.w.kind.Resource == kinds.Pods.Resource {
+		return testobj.Pod("ns", name, uid, rv, "img:"+rv)
+	}
+	return testobj.ConfigMap("ns", name, uid, rv, map[string]string{"v": rv})
+}
+
+func (m *model) uid() string {
+	m.nextUID++
+	return "uid-" + strconv.Itoa(m.nextUID)
+}
+
+// deliver hands a truth change to the handler unless the watch is in a gap.
+func (k *modelKind) create(m *model, name string) {
+	o := m.newObject(k, name, m.uid())
+	k.truth[name] = o
+	if !k.gap {
+		k.cache[name] = o
+		k.h.OnAdd(o, false)
+	}
+}
+
+func (k *modelKind) update(m *model, name string) {
+	old := k.truth[name]
+	o := m.newObject(k, name, string(old.GetUID()))
+	k.truth[name] = o
+	if !k.gap {
+		k.cache[name] = o
+		k.h.OnUpdate(old, o)
+	}
+}
+
+func (k *modelKind) remove(name string) {
+	old := k.truth[name]
+	delete(k.truth, name)
+	if !k.gap {
+		delete(k.cache, name)
+		k.h.OnDelete(old)
+	}
+}
+
+// relist ends a gap the way client-go's reflector does: an update for every
+// listed key the cache had (even unchanged, even with another uid), an add
+// for new keys, a tombstone for keys gone.
+func (k *modelKind) relist() {
+	if !k.gap {
+		return
+	}
+	k.gap = false
+	names := make([]string, 0, len(k.truth))
+	for n := range k.truth {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		o := k.truth[n]
+		if old, ok := k.cache[n]; ok {
+			k.h.OnUpdate(old, o)
+		} else {
+			k.h.OnAdd(o, false)
+		}
+		k.cache[n] = o
+	}
+	var gone []string
+	for n := range k.cache {
+		if _, ok := k.truth[n]; !ok {
+			gone = append(gone, n)
+		}
+	}
+	sort.Strings(gone)
+	for _, n := range gone {
+		k.h.OnDelete(cache.DeletedFinalStateUnknown{Key: "ns/" + n, Obj: k.cache[n]})
+		delete(k.cache, n)
+	}
+}
+
+func (k *modelKind) pick(rng *rand.Rand) (string, bool) {
+	if len(k.truth) == 0 {
+		return "", false
+	}
+	names := make([]string, 0, len(k.truth))
+	for n := range k.truth {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names[rng.IntN(len(names))], true
+}
+
+func propertySeeds(t *testing.T) []uint64 {
+	if s := os.Getenv("KUBESTREAM_PROPERTY_SEED"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("KUBESTREAM_PROPERTY_SEED=%q: %v", s, err)
+		}
+		return []uint64{n}
+	}
+	count := 25
+	if s := os.Getenv("KUBESTREAM_PROPERTY_SEEDS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			t.Fatalf("KUBESTREAM_PROPERTY_SEEDS=%q: want a positive number", s)
+		}
+		count = n
+	}
+	seeds := make([]uint64, count)
+	for i := range seeds {
+		seeds[i] = uint64(i + 1)
+	}
+	return seeds
+}
+
+func TestConsumerContractUnderFaults(t *testing.T) {
+	for _, seed := range propertySeeds(t) {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			t.Parallel()
+			runContract(t, seed, 300)
+		})
+	}
+}
+
+// runContract runs one random scenario of ops steps and checks the
+// contract at quiescence.
+func runContract(t *testing.T, seed uint64, ops int) {
+	rng := rand.New(rand.NewPCG(seed, 0x6b7374))
+	sink := &faultySink{rng: rand.New(rand.NewPCG(seed, 1))}
+	pipe := pipeline.New(sink, &event.Translator{Cluster: "prop"}, pipeline.Options{
+		Workers: 1 + rng.IntN(4), BatchSize: 1 + rng.IntN(8),
+		MinBackoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond, MarkerWait: 15 * time.Millisecond,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { pipe.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	watched := []kinds.Kind{kinds.ConfigMaps, kinds.Pods}
+	src := &Source{opts: Options{Queue: pipe, Kinds: watched, Now: time.Now}, initialID: newReplayID()}
+	m := &model{rng: rng, src: src}
+	for _, k := range watched {
+		w := &watchedKind{kind: k, emitted: map[string]change.Object{}}
+		src.watched = append(src.watched, w)
+		m.kinds = append(m.kinds, &modelKind{h: &handler{s: src, w: w}, truth: map[string]change.Object{}, cache: map[string]change.Object{}})
+	}
+	names := []string{"a", "b", "c", "d", "big-e", "big-f"}
+
+	// The initial list, as Run emits it.
+	src.enqueueMarker(change.ReplayBegin, src.initialID, kubestreamv1.ReplayReason_REPLAY_REASON_INITIAL, nil, time.Now())
+	counts := map[string]int64{}
+	for _, k := range m.kinds {
+		for _, n := range names[:rng.IntN(len(names))] {
+			o := m.newObject(k, n, m.uid())
+			k.truth[n], k.cache[n] = o, o
+			k.h.OnAdd(o, true)
+			counts[k.h.w.kind.Resource]++
+		}
+	}
+	src.enqueueMarker(change.ReplayEnd, src.initialID, kubestreamv1.ReplayReason_REPLAY_REASON_INITIAL, counts, time.Now())
+
+	var trace []string
+	for range ops {
+		k := m.kinds[rng.IntN(len(m.kinds))]
+		switch r := rng.IntN(100); {
+		case r < 25:
+			n := names[rng.IntN(len(names))]
+			if _, ok := k.truth[n]; !ok {
+				k.create(m, n)
+				trace = append(trace, "create "+n)
+			}
+		case r < 50:
+			if n, ok := k.pick(rng); ok {
+				k.update(m, n)
+				trace = append(trace, "update "+n)
+			}
+		case r < 60:
+			if n, ok := k.pick(rng); ok {
+				k.remove(n)
+				trace = append(trace, "delete "+n)
+			}
+		case r < 66:
+			if n, ok := k.pick(rng); ok {
+				k.remove(n)
+				k.create(m, n)
+				trace = append(trace, "re-create "+n)
+			}
+		case r < 70:
+			if k.gap {
+				k.relist()
+				trace = append(trace, "relist")
+			} else {
+				k.gap = true
+				trace = append(trace, "watch gap")
+			}
+		case r < 77:
+			src.Replay(context.Background(), kubestreamv1.ReplayReason_REPLAY_REASON_RESYNC)
+			trace = append(trace, "replay")
+		case r < 80:
+			on := rng.IntN(2) == 0
+			sink.set(func(s *faultySink) { s.outage = on })
+			trace = append(trace, fmt.Sprint("outage ", on))
+		case r < 83:
+			missing := ""
+			if rng.IntN(2) == 0 {
+				missing = k.h.w.kind.Resource
+			}
+			sink.set(func(s *faultySink) { s.missing = missing })
+			trace = append(trace, "missing topic "+missing)
+		case r < 86:
+			flaky, lost := rng.Float64()*0.3, rng.Float64()*0.1
+			sink.set(func(s *faultySink) { s.flaky, s.lostAck = flaky, lost })
+			trace = append(trace, fmt.Sprintf("flaky %.2f lost acks %.2f", flaky, lost))
+		case r < 92:
+			time.Sleep(time.Duration(rng.IntN(3000)) * time.Microsecond)
+		default:
+			// Let the sink catch up for a moment, so rounds complete
+			// between changes too.
+			catchUp, stop := context.WithTimeout(context.Background(), 20*time.Millisecond)
+			_ = pipe.WaitIdle(catchUp)
+			stop()
+		}
+	}
+
+	// Quiescence: faults heal, watches catch up, the queue drains.
+	sink.set(func(s *faultySink) { s.outage, s.missing, s.flaky, s.lostAck = false, "", 0, 0 })
+	for _, k := range m.kinds {
+		k.relist()
+	}
+	waitCtx, stop := context.WithTimeout(context.Background(), 30*time.Second)
+	defer stop()
+	if err := pipe.WaitIdle(waitCtx); err != nil {
+		t.Fatalf("pipeline did not drain: %v (stats %+v)", err, pipe.Stats())
+	}
+
+	checkContract(t, sink.events(), m, trace)
+	st := pipe.Stats()
+	if st.Lost != 0 {
+		t.Errorf("%d events lost, want none (stats %+v)", st.Lost, st)
+	}
+	rounds := 0
+	for _, ev := range sink.events() {
+		if ev.GetOperation() == kubestreamv1.Operation_OPERATION_REPLAY_END {
+			rounds++
+		}
+	}
+	t.Logf("%d events acknowledged, %d rounds; retried %d, coalesced %d, cancelled %d, deletes as identity %d, markers forced %d, rounds skipped %d",
+		len(sink.events()), rounds, st.Retried, st.Coalesced, st.Cancelled, st.DeletesIdentityOnly, st.MarkersForced, src.SkippedRounds())
+}
+
+func checkContract(t *testing.T, log []*kubestreamv1.Event, m *model, trace []string) {
+	t.Helper()
+	consumer := contract.New()
+	lastOp := map[string]kubestreamv1.Operation{}
+	lastRV := map[string]int{}
+	for _, ev := range log {
+		consumer.Apply(ev)
+		if ev.GetObject() == nil || ev.GetImageStorage() != nil {
+			continue
+		}
+		uid := ev.GetObject().GetUid()
+		rv, _ := strconv.Atoi(ev.GetObject().GetResourceVersion())
+		if rv < lastRV[uid] {
+			t.Errorf("uid %s went back from resourceVersion %d to %d (%s)", uid, lastRV[uid], rv, ev.GetOperation())
+		}
+		lastRV[uid] = rv
+		lastOp[uid] = ev.GetOperation()
+	}
+	want := map[string]string{}
+	for _, k := range m.kinds {
+		for _, o := range k.truth {
+			want[string(o.GetUID())] = o.GetResourceVersion()
+		}
+	}
+	got := consumer.Objects()
+	var problems []string
+	for uid, rv := range want {
+		o, ok := got[uid]
+		switch {
+		case !ok:
+			problems = append(problems, fmt.Sprintf("missing %s (rv %s)", uid, rv))
+		case o.ResourceVersion != rv:
+			problems = append(problems, fmt.Sprintf("%s at rv %s, want %s", uid, o.ResourceVersion, rv))
+		}
+	}
+	for uid, o := range got {
+		if _, ok := want[uid]; !ok {
+			problems = append(problems, fmt.Sprintf("holds %s (%s) that no longer exists", uid, o.Key))
+		}
+	}
+	for uid, op := range lastOp {
+		if _, exists := want[uid]; !exists && op != kubestreamv1.Operation_OPERATION_DELETED {
+			problems = append(problems, fmt.Sprintf("uid %s is gone but its last event is %s, not DELETED", uid, op))
+		}
+	}
+	// Every gone uid got its DELETED, so a round never has to remove one:
+	// a removal means the round missed an object that existed.
+	if d := consumer.Dropped(); len(d) > 0 {
+		problems = append(problems, fmt.Sprintf("REPLAY_END removed %v: the round did not mention objects that existed", d))
+	}
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		t.Fatalf("consumer state differs from the cluster after %d events:\n  %s\ntrace (last 40 steps): %s",
+			len(log), strings.Join(problems, "\n  "), strings.Join(trace[max(0, len(trace)-40):], "; "))
+	}
+}
