@@ -187,7 +187,7 @@ type Pipeline struct {
 	lastError string
 
 	enqueued, published, retried, coalesced, cancelled, lost atomic.Uint64
-	deletesIdentityOnly, deletesLost, markersForced      atomic.Uint64
+	deletesIdentityOnly, deletesLost, markersForced          atomic.Uint64
 
 	wg sync.WaitGroup
 	// idle is signalled when pending drops to zero.
