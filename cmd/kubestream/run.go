@@ -96,6 +96,8 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		workers       = fs.Int("workers", 4, "concurrent publish calls")
 		batchSize     = fs.Int("batch-size", 256, "most events per publish call")
 		shutdownAfter = fs.Duration("shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long to keep publishing what is queued")
+		markerWait    = fs.Duration("replay-marker-wait", 30*time.Second, "how long a replay marker waits for objects whose events keep failing before it goes out naming them (pending_keys); negative waits forever")
+		unreadyAfter  = fs.Duration("unready-after", time.Minute, "/readyz turns unready when an event has been failing to publish for this long")
 	)
 	for _, name := range sinkNames() {
 		sinkFactories[name].addFlags(fs)
@@ -134,6 +136,12 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if *resync < 0 {
 		problems = append(problems, fmt.Sprintf("--resync %s is negative: use 0 to disable replays", *resync))
+	}
+	if *unreadyAfter <= 0 {
+		problems = append(problems, fmt.Sprintf("--unready-after %s must be positive", *unreadyAfter))
+	}
+	if *markerWait == 0 {
+		problems = append(problems, "--replay-marker-wait 0 would let markers overtake every failing event: give a duration, or a negative one to wait forever")
 	}
 	if *workers < 1 || *batchSize < 1 {
 		problems = append(problems, "--workers and --batch-size must be at least 1")
@@ -180,7 +188,8 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		ShutdownTimeout: *shutdownAfter,
 		Derivers:        derivers,
 		DerivedStreams:  derivedStreams,
-		Pipeline:        pipeline.Options{Workers: *workers, BatchSize: *batchSize},
+		UnreadyAfter:    *unreadyAfter,
+		Pipeline:        pipeline.Options{Workers: *workers, BatchSize: *batchSize, MarkerWait: *markerWait},
 	}, factory.open)
 	klog.Flush()
 	if err != nil {
