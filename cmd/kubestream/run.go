@@ -161,7 +161,9 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			problems = append(problems, strings.Split(err.Error(), "\n")...)
 		}
 		derivers = append(derivers, ds...)
-		if len(ds) > 0 && e.streams != nil {
+		// Image storage derives from nodes: without them its stream stays
+		// empty, and its topic is not required.
+		if len(ds) > 0 && e.streams != nil && watchesNodes(ks) {
 			derivedStreams = append(derivedStreams, e.streams()...)
 		}
 	}
@@ -196,6 +198,15 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, err)
 	}
 	return 0
+}
+
+func watchesNodes(ks []kinds.Kind) bool {
+	for _, k := range ks {
+		if k.Resource == kinds.Nodes.Resource {
+			return true
+		}
+	}
+	return false
 }
 
 func fail(stderr io.Writer, err error) int {
