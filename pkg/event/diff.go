@@ -2,6 +2,7 @@ package event
 
 import (
 	"bytes"
+	"encoding/json"
 	"reflect"
 	"sort"
 	"strconv"
@@ -97,6 +98,14 @@ func (d *differ) walk(a, b reflect.Value, depth int) {
 		}
 		return
 	}
+	// Types with a JSON form of their own (IntOrString, Duration, ...) are
+	// one value in JSON: their Go fields are not paths.
+	if a.Kind() == reflect.Struct && marshalsItself(a.Type()) {
+		if !reflect.DeepEqual(a.Interface(), b.Interface()) {
+			d.add()
+		}
+		return
+	}
 	switch a.Kind() {
 	case reflect.Pointer, reflect.Interface:
 		if a.IsNil() || b.IsNil() {
@@ -146,6 +155,21 @@ func (d *differ) walk(a, b reflect.Value, depth int) {
 			d.add()
 		}
 	}
+}
+
+var (
+	jsonMarshalerType = reflect.TypeOf((*json.Marshaler)(nil)).Elem()
+	marshalsCache     sync.Map // reflect.Type -> bool
+)
+
+// marshalsItself reports whether a struct type has its own MarshalJSON.
+func marshalsItself(t reflect.Type) bool {
+	if v, ok := marshalsCache.Load(t); ok {
+		return v.(bool)
+	}
+	m := t.Implements(jsonMarshalerType) || reflect.PointerTo(t).Implements(jsonMarshalerType)
+	marshalsCache.Store(t, m)
+	return m
 }
 
 // timeValue and quantityValue read without copying into an interface when

@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/kubestream/kubestream/internal/testobj"
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
@@ -56,6 +57,32 @@ func TestChangedPaths(t *testing.T) {
 				t.Fatalf("paths = %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// IntOrString is one JSON value: a change is reported at the field's JSON
+// path, never at Go names like maxSurge.StrVal.
+func TestChangedPathsOfIntOrStringUseTheJSONPath(t *testing.T) {
+	mk := func(surge intstr.IntOrString) *appsv1.Deployment {
+		return &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Name: "web", ResourceVersion: "1"},
+			Spec: appsv1.DeploymentSpec{Strategy: appsv1.DeploymentStrategy{
+				Type: appsv1.RollingUpdateDeploymentStrategyType, RollingUpdate: &appsv1.RollingUpdateDeployment{MaxSurge: &surge},
+			}},
+		}
+	}
+	for _, tt := range []struct{ from, to intstr.IntOrString }{
+		{intstr.FromString("25%"), intstr.FromString("50%")},
+		{intstr.FromInt32(1), intstr.FromString("50%")},
+		{intstr.FromInt32(1), intstr.FromInt32(2)},
+	} {
+		got := event.ChangedPaths(mk(tt.from), mk(tt.to))
+		if want := []string{"spec.strategy.rollingUpdate.maxSurge"}; !slices.Equal(got, want) {
+			t.Errorf("%s -> %s: paths = %q, want %q", tt.from.String(), tt.to.String(), got, want)
+		}
+	}
+	if got := event.ChangedPaths(mk(intstr.FromString("25%")), mk(intstr.FromString("25%"))); got != nil {
+		t.Errorf("equal values: paths = %q, want none", got)
 	}
 }
 

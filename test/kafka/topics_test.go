@@ -20,10 +20,11 @@ import (
 	"github.com/kubestream/kubestream/internal/controlplane"
 )
 
-// TestTopicsCheckedAtStartup runs the binary with --kinds configmaps,pods
-// and image storage on (the default), so it needs kubestream.configmaps,
-// kubestream.pods and kubestream.imagestorage, against brokers that have
-// only some of them and no --kafka-create-topics.
+// TestTopicsCheckedAtStartup runs the binary with --kinds
+// configmaps,pods,nodes and image storage on (the default), so it needs
+// kubestream.configmaps, kubestream.pods, kubestream.nodes and
+// kubestream.imagestorage, against brokers that have only some of them and
+// no --kafka-create-topics.
 func TestTopicsCheckedAtStartup(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -47,14 +48,14 @@ func TestTopicsCheckedAtStartup(t *testing.T) {
 	}
 	command := func(kc *kfake.Cluster) *exec.Cmd {
 		cmd := exec.CommandContext(ctx, bin, "run", "--kubeconfig", cp.Kubeconfig, "--cluster-name", "topics",
-			"--kinds", "configmaps,pods", "--namespace", ns, "--resync", "0", "--listen-address", "",
+			"--kinds", "configmaps,pods,nodes", "--namespace", ns, "--resync", "0", "--listen-address", "",
 			"--sink", "kafka", "--kafka-brokers", strings.Join(kc.ListenAddrs(), ","))
 		cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
 		return cmd
 	}
 
 	t.Run("broker refuses to create them", func(t *testing.T) {
-		kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "kubestream.configmaps"))
+		kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "kubestream.configmaps", "kubestream.nodes"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -101,7 +102,7 @@ func TestTopicsCheckedAtStartup(t *testing.T) {
 	})
 
 	t.Run("broker creates them automatically", func(t *testing.T) {
-		kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation(), kfake.SeedTopics(2, "kubestream.pods"))
+		kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation(), kfake.SeedTopics(2, "kubestream.pods", "kubestream.nodes"))
 		if err != nil {
 			t.Fatal(err)
 		}
