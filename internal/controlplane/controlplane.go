@@ -42,6 +42,11 @@ type Options struct {
 	Dir string
 	// Output receives both servers' logs. Default: files in Dir.
 	Output io.Writer
+	// APIServerArgs are appended to kube-apiserver's command line, after
+	// the defaults, so a later flag wins (fault tests pass
+	// --watch-cache=false and a short --etcd-compaction-interval to force
+	// "too old resource version" on re-watches).
+	APIServerArgs []string
 }
 
 // ControlPlane is a running etcd and kube-apiserver.
@@ -207,7 +212,7 @@ func (c *ControlPlane) startAPIServer(opts Options, etcdPort, port int) error {
 		return err
 	}
 	c.URL = fmt.Sprintf("https://127.0.0.1:%d", port)
-	cmd := exec.Command(filepath.Join(opts.BinDir, "kube-apiserver"),
+	args := []string{
 		"--etcd-servers", fmt.Sprintf("http://127.0.0.1:%d", etcdPort),
 		"--bind-address", "127.0.0.1",
 		"--advertise-address", "127.0.0.1",
@@ -224,7 +229,8 @@ func (c *ControlPlane) startAPIServer(opts Options, etcdPort, port int) error {
 		"--enable-priority-and-fairness=false",
 		"--max-requests-inflight", "2000",
 		"--max-mutating-requests-inflight", "1000",
-	)
+	}
+	cmd := exec.Command(filepath.Join(opts.BinDir, "kube-apiserver"), append(args, opts.APIServerArgs...)...)
 	return c.run(cmd, out)
 }
 
