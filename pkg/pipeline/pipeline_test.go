@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -373,5 +374,127 @@ func TestShutdownDeadlineReportsWhatIsLeft(t *testing.T) {
 	defer cancel()
 	if left := p.Shutdown(ctx); left != 1 {
 		t.Fatalf("left = %d, want 1 unacknowledged change reported", left)
+	}
+}
+
+// A change pending before a round must not absorb the round's snapshot (the
+// object would then sit outside the round), and a change after the round
+// must not fold into it.
+func TestNothingFoldsAcrossAMarker(t *testing.T) {
+	sink := &recordingSink{gate: make(chan struct{})}
+	p := start(t, sink, pipeline.Options{Workers: 1, BatchSize: 1})
+	p.Enqueue(cmChange(change.Created, "blocker", "b", 1))
+	time.Sleep(20 * time.Millisecond)
+	marker := func(op change.Op) *change.Change {
+		return &change.Change{Op: op, ReplayID: "r1", Replay: &change.Replay{Kinds: []string{"configmaps"}}}
+	}
+	p.Enqueue(cmChange(change.Updated, "x", "u1", 2))
+	p.Enqueue(marker(change.ReplayBegin))
+	snap := cmChange(change.Snapshot, "x", "u1", 2)
+	snap.ReplayID = "r1"
+	p.Enqueue(snap)
+	p.Enqueue(marker(change.ReplayEnd))
+	p.Enqueue(cmChange(change.Updated, "x", "u1", 3))
+	close(sink.gate)
+	waitIdle(t, p)
+	var got []string
+	for _, ev := range sink.events() {
+		if ev.GetObject().GetName() != "blocker" {
+			got = append(got, fmt.Sprintf("%s@%s", strings.TrimPrefix(ev.GetOperation().String(), "OPERATION_"), ev.GetObject().GetResourceVersion()))
+		}
+	}
+	want := []string{"UPDATED@2", "REPLAY_BEGIN@", "SNAPSHOT@2", "REPLAY_END@", "UPDATED@3"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("stream = %v, want %v", got, want)
+	}
+}
+
+// One key whose events keep failing (its topic is missing) holds back only
+// itself: the round's end marker goes out after MarkerWait naming it, and
+// later changes of other keys flow.
+func TestFailingKeyDoesNotHoldBackMarkersOrOtherKeys(t *testing.T) {
+	sink := &recordingSink{fail: func(ev *kubestreamv1.Event, _ int) error {
+		if ev.GetObject().GetName() == "stuck" {
+			return errors.New("topic does not exist")
+		}
+		return nil
+	}}
+	p := start(t, sink, pipeline.Options{Workers: 2, BatchSize: 4, MarkerWait: 30 * time.Millisecond})
+	marker := func(op change.Op) *change.Change {
+		return &change.Change{Op: op, ReplayID: "r1", Replay: &change.Replay{Kinds: []string{"configmaps"}}}
+	}
+	p.Enqueue(marker(change.ReplayBegin))
+	for _, name := range []string{"stuck", "fine"} {
+		c := cmChange(change.Snapshot, name, "u-"+name, 1)
+		c.ReplayID = "r1"
+		p.Enqueue(c)
+	}
+	p.Enqueue(marker(change.ReplayEnd))
+	p.Enqueue(cmChange(change.Created, "later", "u-later", 2))
+
+	deadline := time.Now().Add(10 * time.Second)
+	var end *kubestreamv1.Event
+	for end == nil || !published(sink, "later") {
+		if time.Now().After(deadline) {
+			t.Fatalf("end marker or later change not published while one key fails; stats %+v", p.Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
+		for _, ev := range sink.events() {
+			if ev.GetOperation() == kubestreamv1.Operation_OPERATION_REPLAY_END {
+				end = ev
+			}
+		}
+	}
+	if got := end.GetReplay().GetPendingKeys(); fmt.Sprint(got) != "[configmaps/ns/stuck]" {
+		t.Fatalf("end marker names pending keys %v, want [configmaps/ns/stuck]", got)
+	}
+	st := p.Stats()
+	if st.MarkersForced != 1 || st.Failing != 1 || st.FailingSince.IsZero() || !strings.Contains(st.LastError, "topic does not exist") {
+		t.Fatalf("stats %+v: want one forced marker and the failing key reported with its error", st)
+	}
+}
+
+func published(s *recordingSink, name string) bool {
+	for _, ev := range s.events() {
+		if ev.GetObject().GetName() == name {
+			return true
+		}
+	}
+	return false
+}
+
+// A delete the sink refuses in full (too large even trimmed) is published as
+// its identity; only when even that is refused is it counted as lost.
+func TestRefusedDeleteIsPublishedAsItsIdentity(t *testing.T) {
+	for _, tt := range []struct {
+		name          string
+		refuseTrimmed bool
+	}{{"identity accepted", false}, {"identity refused too", true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			sink := &recordingSink{fail: func(ev *kubestreamv1.Event, _ int) error {
+				if ev.GetOperation() == kubestreamv1.Operation_OPERATION_DELETED && (tt.refuseTrimmed || !ev.GetChange().GetTruncated()) {
+					return pipeline.Permanent(errors.New("record too large"))
+				}
+				return nil
+			}}
+			p := start(t, sink, pipeline.Options{})
+			p.Enqueue(cmChange(change.Deleted, "huge", "u1", 5))
+			waitIdle(t, p)
+			st := p.Stats()
+			evs := sink.events()
+			if tt.refuseTrimmed {
+				if len(evs) != 0 || st.DeletesLost != 1 || st.Lost != 1 {
+					t.Fatalf("published %d, stats %+v: want nothing published and the delete counted lost", len(evs), st)
+				}
+				return
+			}
+			if len(evs) != 1 || st.DeletesIdentityOnly != 1 || st.Lost != 0 {
+				t.Fatalf("published %d, stats %+v: want the delete once, as identity", len(evs), st)
+			}
+			ev := evs[0]
+			if ev.GetObject().GetUid() != "u1" || ev.GetObject().GetName() != "huge" || !ev.GetChange().GetTruncated() || len(ev.GetChange().GetPrevious()) != 0 {
+				t.Fatalf("published %v, want the identity of u1 flagged truncated", ev)
+			}
+		})
 	}
 }

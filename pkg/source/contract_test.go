@@ -417,3 +417,73 @@ func checkContract(t *testing.T, log []*kubestreamv1.Event, m *model, trace []st
 			len(log), strings.Join(problems, "\n  "), strings.Join(trace[max(0, len(trace)-40):], "; "))
 	}
 }
+
+// The broker is down for longer than several resync periods while objects
+// churn: rounds must not pile up, fold into each other or be published
+// empty (the consumer once ended with none of the objects that existed).
+func TestOutageLongerThanResyncKeepsEveryObject(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	sink := &faultySink{rng: rng}
+	pipe := pipeline.New(sink, &event.Translator{Cluster: "outage"}, pipeline.Options{
+		MinBackoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond, MarkerWait: 15 * time.Millisecond,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { pipe.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	src := &Source{opts: Options{Queue: pipe, Kinds: []kinds.Kind{kinds.Pods}, Now: time.Now}, initialID: newReplayID()}
+	w := &watchedKind{kind: kinds.Pods, emitted: map[string]change.Object{}}
+	src.watched = []*watchedKind{w}
+	m := &model{rng: rng, src: src}
+	k := &modelKind{h: &handler{s: src, w: w}, truth: map[string]change.Object{}, cache: map[string]change.Object{}}
+	m.kinds = []*modelKind{k}
+
+	src.enqueueMarker(change.ReplayBegin, src.initialID, kubestreamv1.ReplayReason_REPLAY_REASON_INITIAL, nil, time.Now())
+	src.enqueueMarker(change.ReplayEnd, src.initialID, kubestreamv1.ReplayReason_REPLAY_REASON_INITIAL, nil, time.Now())
+	for i := range 200 {
+		k.create(m, fmt.Sprintf("pod-%d", i))
+	}
+	if err := pipe.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sink.set(func(s *faultySink) { s.outage = true })
+	var pending []int
+	for round := range 12 {
+		for i := range 200 {
+			n := fmt.Sprintf("pod-%d", i)
+			_, exists := k.truth[n]
+			switch (i + round) % 4 {
+			case 0:
+				if exists {
+					k.update(m, n)
+				}
+			case 1:
+				if exists {
+					k.remove(n)
+				} else {
+					k.create(m, n)
+				}
+			}
+		}
+		src.Replay(ctx, kubestreamv1.ReplayReason_REPLAY_REASON_RESYNC)
+		time.Sleep(10 * time.Millisecond)
+		pending = append(pending, pipe.Stats().Pending)
+	}
+	// Memory follows the names, not the rounds or the changes: at most three
+	// epochs (before, inside and after the one undelivered round) with at
+	// most two uids each per name, and no growth once every name has them.
+	if p := pending[len(pending)-1]; p > 6*200+2 || p > pending[7]+10 {
+		t.Fatalf("changes pending after each round of the outage: %v, want a plateau under 6 per name", pending)
+	}
+	t.Logf("changes pending after each round of the outage: %v", pending)
+	sink.set(func(s *faultySink) { s.outage = false })
+	waitCtx, stop := context.WithTimeout(ctx, 30*time.Second)
+	defer stop()
+	if err := pipe.WaitIdle(waitCtx); err != nil {
+		t.Fatalf("pipeline did not drain: %v", err)
+	}
+	checkContract(t, sink.events(), m, nil)
+	if src.SkippedRounds() != 11 {
+		t.Errorf("skipped %d rounds, want 11 (every round after the first while it was undelivered)", src.SkippedRounds())
+	}
+}

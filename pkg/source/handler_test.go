@@ -1,6 +1,8 @@
 package source
 
 import (
+	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -81,5 +83,51 @@ func TestHandlerTurnsTombstonesIntoDeletes(t *testing.T) {
 	}
 	if seen := q.changes[2]; seen.FinalStateUnknown || seen.Previous.GetName() != "seen" {
 		t.Fatalf("watched delete: %+v", seen)
+	}
+}
+
+// After a relist (HTTP 410) a name deleted and re-created during the gap
+// arrives as one update across two uids: consumers keyed by uid must see the
+// old uid deleted and the new one created.
+func TestHandlerSplitsAnUpdateAcrossUIDsIntoDeleteAndCreate(t *testing.T) {
+	q := &sliceQueue{}
+	h := newHandler(q)
+	old := testobj.ConfigMap("ns", "x", "u1", "1", nil)
+	h.OnAdd(old, false)
+	h.OnUpdate(old, testobj.ConfigMap("ns", "x", "u2", "5", nil))
+	var got []string
+	for _, c := range q.changes[1:] {
+		got = append(got, c.Op.String()+" "+c.UID())
+		if c.Op == change.Deleted && !c.FinalStateUnknown {
+			t.Errorf("the old uid's delete is not flagged final_state_unknown")
+		}
+	}
+	if want := "[deleted u1 created u2]"; fmt.Sprint(got) != want {
+		t.Fatalf("changes = %v, want %s", got, want)
+	}
+}
+
+// Replays snapshot the state the handler last emitted, never the informer's
+// cache (which is updated before handlers run): a snapshot can then never
+// overtake a live change still waiting for the handler.
+func TestReplaySnapshotsWhatTheHandlersEmitted(t *testing.T) {
+	q := &sliceQueue{}
+	h := newHandler(q)
+	h.s.watched = []*watchedKind{h.w}
+	v1 := testobj.ConfigMap("ns", "x", "u1", "1", nil)
+	h.OnAdd(v1, false)
+	gone := testobj.ConfigMap("ns", "y", "u2", "2", nil)
+	h.OnAdd(gone, false)
+	h.OnDelete(gone)
+	q.changes = nil
+	h.s.Replay(context.Background(), 0)
+	var snaps []string
+	for _, c := range q.changes {
+		if c.Op == change.Snapshot {
+			snaps = append(snaps, c.Object.GetName()+"@"+c.Object.GetResourceVersion())
+		}
+	}
+	if fmt.Sprint(snaps) != "[x@1]" {
+		t.Fatalf("snapshots = %v, want [x@1]", snaps)
 	}
 }
