@@ -71,6 +71,10 @@ test: verify controlplane ## every test: static checks, unit, integration agains
 e2e: controlplane ## black-box tests of the built binary (stdout, Kafka, NATS, deploy manifests)
 	$(GO) test -count=1 -timeout 15m ./test/e2e/... ./test/kafka/... ./test/nats/... ./test/deploy/...
 
+.PHONY: property
+property: ## the consumer-contract property test with 1000 seeds (CI runs 25); PROPERTY_SEEDS=N to change
+	KUBESTREAM_PROPERTY_SEEDS=$(or $(PROPERTY_SEEDS),1000) $(GO) test -count=1 -timeout 30m -run 'TestConsumerContractUnderFaults' ./pkg/source/
+
 .PHONY: fuzz
 fuzz: ## fuzz the NATS subject mapping for 30 s each
 	$(GO) test -run '^$$' -fuzz FuzzEscapeToken -fuzztime 30s ./pkg/sink/nats/
