@@ -1,0 +1,101 @@
+package contract_test
+
+import (
+	"fmt"
+	"sort"
+	"testing"
+
+	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
+	"github.com/kubestream/kubestream/pkg/contract"
+)
+
+func obj(op kubestreamv1.Operation, name, uid, rv string) *kubestreamv1.Event {
+	return &kubestreamv1.Event{Operation: op, Object: &kubestreamv1.ObjectRef{Resource: "pods", Namespace: "ns", Name: name, Uid: uid, ResourceVersion: rv}}
+}
+
+func marker(op kubestreamv1.Operation, id string, pending []string, truncated bool) *kubestreamv1.Event {
+	return &kubestreamv1.Event{Operation: op, ReplayId: id, Payload: &kubestreamv1.Event_Replay{Replay: &kubestreamv1.ReplayMarker{
+		ReplayId: id, Kinds: []string{"pods"}, PendingKeys: pending, PendingKeysTruncated: truncated}}}
+}
+
+const (
+	created  = kubestreamv1.Operation_OPERATION_CREATED
+	updated  = kubestreamv1.Operation_OPERATION_UPDATED
+	deleted  = kubestreamv1.Operation_OPERATION_DELETED
+	snapshot = kubestreamv1.Operation_OPERATION_SNAPSHOT
+	begin    = kubestreamv1.Operation_OPERATION_REPLAY_BEGIN
+	end      = kubestreamv1.Operation_OPERATION_REPLAY_END
+)
+
+func uids(s *contract.State) string {
+	var out []string
+	for uid, o := range s.Objects() {
+		out = append(out, uid+"@"+o.ResourceVersion)
+	}
+	sort.Strings(out)
+	return fmt.Sprint(out)
+}
+
+func TestRule(t *testing.T) {
+	tests := []struct {
+		name        string
+		events      []*kubestreamv1.Event
+		want        string
+		wantDropped string
+	}{
+		{"upsert and delete by uid", []*kubestreamv1.Event{
+			obj(created, "a", "u1", "1"), obj(updated, "a", "u1", "2"), obj(created, "b", "u2", "3"), obj(deleted, "b", "u2", "4"),
+		}, "[u1@2]", "[]"},
+		{"a same-name re-create is two objects", []*kubestreamv1.Event{
+			obj(created, "a", "u1", "1"), obj(deleted, "a", "u1", "2"), obj(created, "a", "u3", "3"),
+		}, "[u3@3]", "[]"},
+		{"a round drops what it did not mention", []*kubestreamv1.Event{
+			obj(created, "a", "u1", "1"), obj(created, "b", "u2", "2"),
+			marker(begin, "r", nil, false), obj(snapshot, "a", "u1", "1"), marker(end, "r", nil, false),
+		}, "[u1@1]", "[u2]"},
+		{"a live change during the round counts as mentioned", []*kubestreamv1.Event{
+			obj(created, "a", "u1", "1"), obj(created, "b", "u2", "2"),
+			marker(begin, "r", nil, false), obj(updated, "b", "u2", "5"), obj(created, "c", "u4", "6"), obj(snapshot, "a", "u1", "1"), marker(end, "r", nil, false),
+		}, "[u1@1 u2@5 u4@6]", "[]"},
+		{"pending keys are kept", []*kubestreamv1.Event{
+			obj(created, "a", "u1", "1"), marker(begin, "r", nil, false), marker(end, "r", []string{"pods/ns/a"}, false),
+		}, "[u1@1]", "[]"},
+		{"a truncated pending list drops nothing", []*kubestreamv1.Event{
+			obj(created, "a", "u1", "1"), marker(begin, "r", nil, false), marker(end, "r", nil, true),
+		}, "[u1@1]", "[]"},
+		{"an end without its begin drops nothing", []*kubestreamv1.Event{
+			obj(snapshot, "a", "u1", "1"), marker(end, "r", nil, false),
+		}, "[u1@1]", "[]"},
+		{"image-storage events carry no object state", []*kubestreamv1.Event{
+			{Operation: created, Object: &kubestreamv1.ObjectRef{Resource: "nodes", Name: "n", Uid: "n1"}, Payload: &kubestreamv1.Event_ImageStorage{ImageStorage: &kubestreamv1.ImageStorage{Node: "n"}}},
+		}, "[]", "[]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := contract.New()
+			for _, ev := range tt.events {
+				s.Apply(ev)
+			}
+			if got := uids(s); got != tt.want {
+				t.Errorf("objects = %s, want %s", got, tt.want)
+			}
+			if got := fmt.Sprint(s.Dropped()); got != tt.wantDropped {
+				t.Errorf("dropped = %s, want %s", got, tt.wantDropped)
+			}
+		})
+	}
+}
+
+func TestStreamsApplyTheRulePerStream(t *testing.T) {
+	m := contract.NewStreams()
+	m.Apply("pods/0", obj(created, "a", "u1", "1"))
+	m.Apply("pods/1", obj(created, "b", "u2", "2"))
+	// A round on partition 1 does not see partition 0's objects.
+	m.Apply("pods/1", marker(begin, "r", nil, false))
+	m.Apply("pods/1", obj(snapshot, "b", "u2", "2"))
+	m.Apply("pods/1", marker(end, "r", nil, false))
+	m.Apply("pods/1", obj(deleted, "b", "u2", "3"))
+	if got := len(m.Objects()); got != 1 || !m.Deleted("u2") || m.Deleted("u1") || len(m.Dropped()) != 0 {
+		t.Fatalf("objects %v, dropped %v", m.Objects(), m.Dropped())
+	}
+}
