@@ -135,3 +135,22 @@ func (m *identity) GetOwnerReferences() []metav1.OwnerReference                {
 func (m *identity) SetOwnerReferences([]metav1.OwnerReference)                 {}
 func (m *identity) GetManagedFields() []metav1.ManagedFieldsEntry              { return nil }
 func (m *identity) SetManagedFields(managedFields []metav1.ManagedFieldsEntry) {}
+
+// Remembered is an object known only by its identity: the saved position of
+// an object kubestream no longer sees (a resume found it gone, or replaced
+// under its name). Events about it carry no object state.
+type Remembered struct{ identity }
+
+// NewRemembered returns the identity of an object that is no longer seen.
+func NewRemembered(namespace, name, uid, resourceVersion string) *Remembered {
+	return &Remembered{identity{namespace: namespace, name: name, uid: types.UID(uid), resourceVersion: resourceVersion}}
+}
+
+// GetObjectKind implements runtime.Object; kinds are carried by changes.
+func (r *Remembered) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
+
+// DeepCopyObject implements runtime.Object. A Remembered is immutable.
+func (r *Remembered) DeepCopyObject() runtime.Object {
+	out := *r
+	return &out
+}
