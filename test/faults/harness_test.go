@@ -267,7 +267,7 @@ func (e seenEvent) String() string {
 	return s
 }
 
-// reader consumes every partition of the kubestream.* topics from the start
+// reader consumes every partition of the event topics from the start
 // and applies each event to a contract.Streams keyed by topic/partition.
 type reader struct {
 	cl *kgo.Client
@@ -289,7 +289,9 @@ type reader struct {
 func newReader(ctx context.Context, t *testing.T, brokers []string) *reader {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...),
-		kgo.ConsumeRegex(), kgo.ConsumeTopics(`^kubestream\..*`),
+		// The event topics of the watched kinds; other kubestream.* topics
+		// (the sink's own state) are not event streams.
+		kgo.ConsumeRegex(), kgo.ConsumeTopics(`^kubestream\.(configmaps|pods|imagestorage)$`),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.MetadataMaxAge(500*time.Millisecond), kgo.MetadataMinAge(100*time.Millisecond),
 		kgo.FetchMaxWait(200*time.Millisecond))
@@ -329,7 +331,6 @@ func (r *reader) run(ctx context.Context, t *testing.T, done chan struct{}) {
 			}
 			stream := fmt.Sprintf("%s/%d", rec.Topic, rec.Partition)
 			r.streams.Apply(stream, ev)
-			r.ids[ev.GetId()]++
 			switch ev.GetOperation() {
 			case kubestreamv1.Operation_OPERATION_REPLAY_END:
 				r.rounds[ev.GetReplay().GetReplayId()] = true
@@ -344,6 +345,7 @@ func (r *reader) run(ctx context.Context, t *testing.T, done chan struct{}) {
 			if o == nil || ev.GetImageStorage() != nil {
 				return
 			}
+			r.ids[ev.GetId()]++
 			se := seenEvent{stream: stream, offset: rec.Offset, op: ev.GetOperation().String(), rv: o.GetResourceVersion(),
 				fsu: ev.GetChange().GetFinalStateUnknown()}
 			r.history[o.GetUid()] = append(r.history[o.GetUid()], se)
@@ -365,8 +367,9 @@ func (r *reader) counts() (records, rounds, initialEnds int) {
 	return r.records, len(r.rounds), r.initialEnds
 }
 
-// duplicates returns how many records repeated an event id already read
-// (retries after a lost acknowledgement, markers written twice).
+// duplicates returns how many object events repeated an event id already
+// read (retries after a lost acknowledgement; markers, copied to every
+// partition, are not counted).
 func (r *reader) duplicates() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
