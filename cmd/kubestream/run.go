@@ -19,6 +19,7 @@ import (
 	"github.com/kubestream/kubestream/pkg/app"
 	"github.com/kubestream/kubestream/pkg/config"
 	"github.com/kubestream/kubestream/pkg/kinds"
+	"github.com/kubestream/kubestream/pkg/leader"
 	"github.com/kubestream/kubestream/pkg/pipeline"
 	"github.com/kubestream/kubestream/pkg/source"
 )
@@ -98,6 +99,15 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		shutdownAfter = fs.Duration("shutdown-timeout", 30*time.Second, "on SIGINT/SIGTERM, how long to keep publishing what is queued")
 		markerWait    = fs.Duration("replay-marker-wait", 30*time.Second, "how long a replay marker waits for objects whose events keep failing before it goes out naming them (pending_keys); negative waits forever")
 		unreadyAfter  = fs.Duration("unready-after", time.Minute, "/readyz turns unready when an event has been failing to publish for this long")
+		resumeOn      = fs.Bool("resume", true, "keep the acknowledged position of every object in the bus (Kafka: <prefix>.state, JetStream: a key-value bucket) and, on start or takeover, send only what changed meanwhile")
+		stateFile     = fs.String("state-file", "", "keep the positions in this file instead (the stdout sink's only way to resume)")
+		snapshotMode  = fs.String("snapshot-on-start", "auto", "auto: a full snapshot only without saved positions; always: on every start; never: no snapshot, objects appear when they change")
+		leaderElect   = fs.Bool("leader-elect", false, "run as one of several replicas: only the holder of a coordination.k8s.io Lease publishes, standbys keep synced and take over")
+		leaseDuration = fs.Duration("leader-elect-lease-duration", leader.DefaultLeaseDuration, "how long standbys wait after the leader's last renewal before taking over")
+		renewDeadline = fs.Duration("leader-elect-renew-deadline", leader.DefaultRenewDeadline, "how long the leader tries to renew before it stops publishing")
+		retryPeriod   = fs.Duration("leader-elect-retry-period", leader.DefaultRetryPeriod, "pause between attempts to acquire or renew the lease")
+		leaseName     = fs.String("leader-elect-resource-name", leader.DefaultName, "name of the Lease")
+		leaseNS       = fs.String("leader-elect-resource-namespace", "", "namespace of the Lease (default: the pod's namespace in a cluster, else default)")
 	)
 	for _, name := range sinkNames() {
 		sinkFactories[name].addFlags(fs)
@@ -136,6 +146,18 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if *resync < 0 {
 		problems = append(problems, fmt.Sprintf("--resync %s is negative: use 0 to disable replays", *resync))
+	}
+	mode, err := parseSnapshotMode(*snapshotMode)
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	var election *leader.Options
+	if *leaderElect {
+		election = &leader.Options{Namespace: orDefault(*leaseNS, leader.DefaultNamespace()), Name: *leaseName,
+			LeaseDuration: *leaseDuration, RenewDeadline: *renewDeadline, RetryPeriod: *retryPeriod}
+		for _, e := range election.Validate() {
+			problems = append(problems, e.Error())
+		}
 	}
 	if *unreadyAfter <= 0 {
 		problems = append(problems, fmt.Sprintf("--unready-after %s must be positive", *unreadyAfter))
@@ -191,6 +213,10 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Derivers:        derivers,
 		DerivedStreams:  derivedStreams,
 		UnreadyAfter:    *unreadyAfter,
+		Resume:          *resumeOn,
+		StateFile:       *stateFile,
+		SnapshotOnStart: mode,
+		LeaderElection:  election,
 		Pipeline:        pipeline.Options{Workers: *workers, BatchSize: *batchSize, MarkerWait: *markerWait},
 	}, factory.open)
 	klog.Flush()
@@ -215,6 +241,18 @@ func fail(stderr io.Writer, err error) int {
 		return 2
 	}
 	return 1
+}
+
+func parseSnapshotMode(s string) (source.SnapshotMode, error) {
+	switch strings.ToLower(s) {
+	case "auto":
+		return source.SnapshotAuto, nil
+	case "always":
+		return source.SnapshotAlways, nil
+	case "never":
+		return source.SnapshotNever, nil
+	}
+	return 0, fmt.Errorf("--snapshot-on-start %q is unknown: use auto, always or never", s)
 }
 
 func parseContentType(s string) (kubestreamv1.ContentType, error) {

@@ -5,6 +5,8 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -25,7 +27,9 @@ import (
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
 	"github.com/kubestream/kubestream/pkg/event"
 	"github.com/kubestream/kubestream/pkg/kinds"
+	"github.com/kubestream/kubestream/pkg/leader"
 	"github.com/kubestream/kubestream/pkg/pipeline"
+	"github.com/kubestream/kubestream/pkg/resume"
 	"github.com/kubestream/kubestream/pkg/server"
 	"github.com/kubestream/kubestream/pkg/source"
 )
@@ -54,6 +58,18 @@ type Config struct {
 	ListenAddress string
 	// ShutdownTimeout bounds draining acknowledged-pending events on exit.
 	ShutdownTimeout time.Duration
+	// Resume keeps acknowledged positions (StateFile, else the sink's own
+	// store) and starts with the difference instead of a full snapshot.
+	Resume bool
+	// StateFile keeps positions in a file instead of the sink.
+	StateFile string
+	// StateFlushInterval is how often positions are written. Default 1s.
+	StateFlushInterval time.Duration
+	// SnapshotOnStart says when the first round is a full snapshot.
+	SnapshotOnStart source.SnapshotMode
+	// LeaderElection, when set, publishes only while this replica holds the
+	// Lease. Client and Identity are filled in by Run when empty.
+	LeaderElection *leader.Options
 	// UnreadyAfter turns /readyz unready when a change has been failing to
 	// publish for this long. Default 1m.
 	UnreadyAfter time.Duration
@@ -176,6 +192,16 @@ func canWatch(ctx context.Context, client kubernetes.Interface, k kinds.Kind, na
 // exist or can be created), so a gap fails start-up, not the stream.
 type SinkOpener func(ctx context.Context, streams []string) (Sink, error)
 
+// StateStorer is a sink that can keep the acknowledged positions where its
+// events go (a compacted Kafka topic, a JetStream key-value bucket).
+type StateStorer interface {
+	StateStore(ctx context.Context, cluster string) (resume.Store, error)
+}
+
+// ErrLostLeadership ends Run when this replica could not renew its lease:
+// it stopped publishing at once, so two replicas never write together.
+var ErrLostLeadership = errors.New("lost the leader lease: stopped publishing so that the new leader writes alone")
+
 // Run streams until ctx ends, then drains and closes the sink. The sink is
 // opened once the cluster answered, so a wrong kubeconfig fails before any
 // broker connection (or embedded broker) exists.
@@ -192,6 +218,19 @@ func Run(ctx context.Context, cfg Config, openSink SinkOpener) error {
 	if err := Preflight(ctx, client, restCfg.Host, cfg.Kinds, cfg.Namespace); err != nil {
 		return err
 	}
+	var elector *leader.Elector
+	if le := cfg.LeaderElection; le != nil {
+		if err := preflightLease(ctx, client, le.Namespace, le.Name); err != nil {
+			return err
+		}
+		le.Client = client
+		if le.Identity == "" {
+			le.Identity = cfg.Instance + "_" + newIdentitySuffix()
+		}
+		if elector, err = leader.New(*le); err != nil {
+			return BadInput(err)
+		}
+	}
 	logger.Info("Connected to cluster", "context", contextName, "server", restCfg.Host, "cluster", cfg.ClusterName,
 		"kinds", kinds.Names(cfg.Kinds), "namespace", orAll(cfg.Namespace), "selector", cfg.Selector, "resync", cfg.Resync.String())
 
@@ -204,6 +243,11 @@ func Run(ctx context.Context, cfg Config, openSink SinkOpener) error {
 		if err := sink.Close(ctx); err != nil {
 			logger.Error(err, "Closing sink")
 		}
+	}
+	store, err := openStateStore(ctx, cfg, sink)
+	if err != nil {
+		closeSink(ctx)
+		return err
 	}
 	reg := cfg.Registry
 	if reg == nil {
@@ -220,13 +264,28 @@ func Run(ctx context.Context, cfg Config, openSink SinkOpener) error {
 	if c, ok := sink.(prometheus.Collector); ok {
 		reg.MustRegister(c)
 	}
+	var tracker *resume.Tracker
+	if store != nil {
+		tracker = resume.NewTracker(store, cfg.StateFlushInterval)
+		registerTracker(reg, tracker)
+	}
 	popts := cfg.Pipeline
+	if tracker != nil {
+		// A uid a consumer may see is saved before it is published, so its
+		// delete is never missed across a crash.
+		popts.BeforePublish = tracker.Intend
+	}
 	userAck := popts.OnAcknowledged
-	var initialDelivered atomic.Bool
+	var firstRoundDelivered atomic.Bool
 	popts.OnAcknowledged = func(ev *kubestreamv1.Event, enqueued time.Time) {
 		latency.Observe(time.Since(enqueued).Seconds())
-		if ev.GetOperation() == kubestreamv1.Operation_OPERATION_REPLAY_END && ev.GetReplay().GetReason() == kubestreamv1.ReplayReason_REPLAY_REASON_INITIAL {
-			initialDelivered.Store(true)
+		if tracker != nil {
+			tracker.Acknowledged(ev)
+		}
+		if ev.GetOperation() == kubestreamv1.Operation_OPERATION_REPLAY_END {
+			if r := ev.GetReplay().GetReason(); r == kubestreamv1.ReplayReason_REPLAY_REASON_INITIAL || r == kubestreamv1.ReplayReason_REPLAY_REASON_RESUME {
+				firstRoundDelivered.Store(true)
+			}
 		}
 		if userAck != nil {
 			userAck(ev, enqueued)
@@ -245,13 +304,28 @@ func Run(ctx context.Context, cfg Config, openSink SinkOpener) error {
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "kubestream", Name: "replay_rounds_skipped_total",
 		Help: "Replay rounds not started because the previous round was not delivered yet (the broker is behind or down)."},
 		func() float64 { return float64(src.SkippedRounds()) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kubestream", Name: "leader",
+		Help: "1 while this replica leads and publishes, 0 while it stands by (always 1 without --leader-elect)."},
+		func() float64 {
+			if elector == nil || elector.IsLeader() {
+				return 1
+			}
+			return 0
+		}))
 	unreadyAfter := cfg.UnreadyAfter
 	if unreadyAfter <= 0 {
 		unreadyAfter = time.Minute
 	}
+	var informersSynced atomic.Bool
 	ready := func() error {
-		if !initialDelivered.Load() {
-			return errors.New("the initial round is not acknowledged by the broker yet")
+		if elector != nil && !elector.IsLeader() {
+			if !informersSynced.Load() {
+				return errors.New("standby: informers not synced yet")
+			}
+			return nil // a synced standby is ready to take over
+		}
+		if !firstRoundDelivered.Load() {
+			return errors.New("the first round (snapshot or resume) is not acknowledged by the broker yet")
 		}
 		if st := pipe.Stats(); !st.FailingSince.IsZero() {
 			if d := time.Since(st.FailingSince); d > unreadyAfter {
@@ -277,39 +351,187 @@ func Run(ctx context.Context, cfg Config, openSink SinkOpener) error {
 		pipe.Run(workCtx)
 		close(workersDone)
 	}()
+	// The elector outlives the drain too: the lease is released only after
+	// the last event and the state were written.
+	electCtx, stopElect := context.WithCancel(context.WithoutCancel(ctx))
+	electorDone := make(chan struct{})
+	var lost atomic.Bool
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	if elector != nil {
+		go func() {
+			elector.Run(electCtx)
+			close(electorDone)
+		}()
+		go func() {
+			select {
+			case <-elector.Lost():
+				if electCtx.Err() == nil {
+					lost.Store(true)
+					logger.Error(ErrLostLeadership, "Stopping publishing now")
+					stopWork()
+					stopRun()
+				}
+			case <-electCtx.Done():
+			}
+		}()
+	} else {
+		close(electorDone)
+	}
 
-	g, gctx := errgroup.WithContext(ctx)
+	g, gctx := errgroup.WithContext(runCtx)
 	if srv != nil {
 		g.Go(func() error { return srv.Serve(gctx) })
 	}
+	var trackerDone chan struct{}
 	g.Go(func() error {
-		return src.Run(gctx, func(stats []source.SyncStat) {
-			for _, st := range stats {
-				logger.Info("Initial list synced", "kind", st.Kind, "objects", st.Objects, "took", st.Duration.Round(time.Millisecond).String())
+		stats, err := src.Start(gctx)
+		if err != nil {
+			return err
+		}
+		for _, st := range stats {
+			logger.Info("Initial list synced", "kind", st.Kind, "objects", st.Objects, "took", st.Duration.Round(time.Millisecond).String())
+		}
+		informersSynced.Store(true)
+		if elector != nil {
+			select {
+			case <-elector.Leading():
+				logger.Info("Leading: publishing from now on", "identity", cfg.LeaderElection.Identity)
+			case <-gctx.Done():
+				return nil
 			}
-		})
+		}
+		act := source.ActivateOptions{Mode: cfg.SnapshotOnStart}
+		if tracker != nil {
+			loadStart := time.Now()
+			saved, err := tracker.Load(gctx)
+			if err != nil {
+				return fmt.Errorf("load saved positions: %w (run with --resume=false to start with a full snapshot)", err)
+			}
+			logger.Info("Loaded saved positions", "objects", len(saved), "took", time.Since(loadStart).Round(time.Millisecond).String())
+			if len(saved) > 0 {
+				act.Saved = saved
+			}
+			act.Seed = tracker.Seed
+			trackerDone = make(chan struct{})
+			go func() {
+				tracker.Run(gctx)
+				close(trackerDone)
+			}()
+		}
+		src.Activate(gctx, act)
+		src.RunReplays(gctx)
+		return nil
 	})
 	runErr := g.Wait()
 
 	// Ordered shutdown: informers stopped (Run returned); drain the queue
-	// into the sink, stop the workers, close the sink.
+	// into the sink, stop the workers, save the positions, close the sink,
+	// and only then give up the lease.
 	timeout := cfg.ShutdownTimeout
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
 	drainCtx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	left := pipe.Shutdown(drainCtx)
+	left := 0
+	if !lost.Load() {
+		left = pipe.Shutdown(drainCtx)
+	}
 	stopWork()
 	<-workersDone
+	if tracker != nil && !lost.Load() {
+		if trackerDone != nil {
+			<-trackerDone
+		}
+		if err := tracker.Flush(drainCtx); err != nil {
+			logger.Error(err, "Saving acknowledged positions at shutdown failed: the next start re-sends what changed since the last save")
+		}
+	}
+	if store != nil {
+		_ = store.Close()
+	}
 	st := pipe.Stats()
 	logger.Info("Stopped", "published", st.Published, "retried", st.Retried, "coalesced", st.Coalesced, "lost", st.Lost, "leftUnpublished", left)
 	closeSink(drainCtx)
+	stopElect()
+	<-electorDone
+	if lost.Load() {
+		return ErrLostLeadership
+	}
 	if runErr != nil && !errors.Is(runErr, context.Canceled) {
 		return runErr
 	}
 	if left > 0 {
 		return fmt.Errorf("shutdown: %d changes not acknowledged within %s", left, timeout)
+	}
+	return nil
+}
+
+// openStateStore returns where positions are kept: --state-file, else the
+// sink's own store; nil when resume is off or the sink has no place for it.
+func openStateStore(ctx context.Context, cfg Config, sink Sink) (resume.Store, error) {
+	logger := klog.FromContext(ctx)
+	if !cfg.Resume {
+		return nil, nil
+	}
+	if cfg.StateFile != "" {
+		fs, err := resume.NewFileStore(cfg.StateFile, cfg.ClusterName)
+		if err != nil {
+			return nil, BadInput(err)
+		}
+		return fs, nil
+	}
+	ss, ok := sink.(StateStorer)
+	if !ok {
+		logger.Info("Resume is off: this sink keeps no state; give --state-file to resume from a file", "sink", fmt.Sprintf("%T", sink))
+		return nil, nil
+	}
+	store, err := ss.StateStore(ctx, cfg.ClusterName)
+	if errors.Is(err, resume.ErrNoStore) {
+		logger.Info("Resume is off: this sink keeps no state; give --state-file to resume from a file", "reason", err.Error())
+		return nil, nil
+	}
+	if err != nil {
+		return nil, BadInput(fmt.Errorf("open the state store: %w (or run with --resume=false)", err))
+	}
+	return store, nil
+}
+
+func registerTracker(reg *prometheus.Registry, t *resume.Tracker) {
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "kubestream", Name: "state_positions_written_total",
+		Help: "Acknowledged positions (and removals) written to the state store."}, func() float64 { return float64(t.Stats().Written) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "kubestream", Name: "state_intents_written_total",
+		Help: "Object incarnations saved before their first event was published."}, func() float64 { return float64(t.Stats().Intents) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "kubestream", Name: "state_flush_failures_total",
+		Help: "Writes to the state store that failed (retried at the next flush, or the publish that needed them)."}, func() float64 { return float64(t.Stats().Failures) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kubestream", Name: "state_positions",
+		Help: "Object incarnations in the state store."}, func() float64 { return float64(t.Stats().Known) }))
+}
+
+func newIdentitySuffix() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// preflightLease checks that this identity may hold the Lease, so a missing
+// permission fails at start instead of a replica waiting forever.
+func preflightLease(ctx context.Context, client kubernetes.Interface, namespace, name string) error {
+	for _, verb := range []string{"get", "create", "update"} {
+		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: verb, Group: "coordination.k8s.io", Resource: "leases", Namespace: namespace, Name: name},
+		}}
+		if verb == "create" {
+			review.Spec.ResourceAttributes.Name = ""
+		}
+		res, err := client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
+		if err != nil {
+			return fmt.Errorf("check permission to %s leases in %s: %w", verb, namespace, err)
+		}
+		if !res.Status.Allowed {
+			return BadInput(fmt.Errorf("--leader-elect: not allowed to %s leases in namespace %s: grant get, create and update on coordination.k8s.io leases there (deploy/ has the Role), or set --leader-elect-resource-namespace", verb, namespace))
+		}
 	}
 	return nil
 }

@@ -79,8 +79,11 @@ type Change struct {
 	Object Object
 	// Previous is the prior state on Updated and the final state on Deleted.
 	Previous Object
-	// FinalStateUnknown marks a delete inferred from a tombstone.
+	// FinalStateUnknown marks a delete inferred from a tombstone or a resume.
 	FinalStateUnknown bool
+	// PreviousUnknown marks an update sent by a resume: the state before is
+	// not known.
+	PreviousUnknown bool
 	// ReplayID is set on snapshots and markers.
 	ReplayID string
 	// Replay is set on markers.

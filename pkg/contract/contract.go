@@ -13,7 +13,9 @@
 //  3. REPLAY_END closes the round: remove every remembered uid that was not
 //     mentioned since its REPLAY_BEGIN, unless its key is in the marker's
 //     pending_keys or the marker says pending_keys_truncated. A REPLAY_END
-//     whose REPLAY_BEGIN this consumer did not see removes nothing.
+//     whose REPLAY_BEGIN this consumer did not see removes nothing, and so
+//     does a resume round (reason REPLAY_REASON_RESUME): it sends only what
+//     changed while kubestream was down.
 //
 // Applying an event twice (a redelivery) is harmless; events can be
 // deduplicated by id.
@@ -105,7 +107,7 @@ func (s *State) end(m *kubestreamv1.ReplayMarker) {
 		return
 	}
 	delete(s.rounds, m.GetReplayId())
-	if m.GetPendingKeysTruncated() {
+	if m.GetPendingKeysTruncated() || m.GetReason() == kubestreamv1.ReplayReason_REPLAY_REASON_RESUME {
 		return
 	}
 	pending := map[string]bool{}

@@ -66,7 +66,7 @@ func (t *Translator) Translate(c *change.Change) (*kubestreamv1.Event, error) {
 	if ct == kubestreamv1.ContentType_CONTENT_TYPE_UNSPECIFIED {
 		ct = kubestreamv1.ContentType_CONTENT_TYPE_PROTOBUF
 	}
-	oc := &kubestreamv1.ObjectChange{ContentType: ct, FinalStateUnknown: c.FinalStateUnknown}
+	oc := &kubestreamv1.ObjectChange{ContentType: ct, FinalStateUnknown: c.FinalStateUnknown, PreviousUnknown: c.PreviousUnknown}
 	if ct == kubestreamv1.ContentType_CONTENT_TYPE_PROTOBUF {
 		oc.TypeName = c.Kind.ProtoType
 	}
@@ -115,6 +115,9 @@ func fullStates(c *change.Change) (obj, prev change.Object, err error) {
 func encodeState(cached, full change.Object, kind kinds.Kind, ct kubestreamv1.ContentType) ([]byte, error) {
 	if cached == nil {
 		return nil, nil
+	}
+	if _, ok := cached.(*change.Remembered); ok {
+		return nil, nil // known by identity only: no state to send
 	}
 	if compact, ok := cached.(*change.Compact); ok && ct == kubestreamv1.ContentType_CONTENT_TYPE_PROTOBUF {
 		return compact.Raw, nil

@@ -79,6 +79,10 @@ type Options struct {
 	// waits for is failing; it then goes out naming them. Default 30s;
 	// negative waits forever.
 	MarkerWait time.Duration
+	// BeforePublish, when set, runs before each Publish call with the events
+	// about to be sent (resume intents); when it fails, the whole batch
+	// fails and is retried.
+	BeforePublish func(ctx context.Context, events []*kubestreamv1.Event) error
 	// OnAcknowledged, when set, is called after events were acknowledged with
 	// the time each was first enqueued. It runs on a worker: keep it cheap.
 	OnAcknowledged func(ev *kubestreamv1.Event, enqueued time.Time)
@@ -556,7 +560,18 @@ func (p *Pipeline) worker(ctx context.Context) {
 		if len(sent) == 0 {
 			continue
 		}
-		results := p.sink.Publish(ctx, events)
+		var results []error
+		if p.opts.BeforePublish != nil {
+			if err := p.opts.BeforePublish(ctx, events); err != nil {
+				results = make([]error, len(events))
+				for i := range results {
+					results[i] = err
+				}
+			}
+		}
+		if results == nil {
+			results = p.sink.Publish(ctx, events)
+		}
 		for i, it := range sent {
 			var err error
 			if results != nil {

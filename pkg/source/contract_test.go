@@ -35,6 +35,7 @@ import (
 	"github.com/kubestream/kubestream/pkg/event"
 	"github.com/kubestream/kubestream/pkg/kinds"
 	"github.com/kubestream/kubestream/pkg/pipeline"
+	"github.com/kubestream/kubestream/pkg/resume"
 )
 
 // faultySink acknowledges into log what it accepts, and fails as told.
@@ -101,8 +102,60 @@ type model struct {
 	rng     *rand.Rand
 	rv      int
 	nextUID int
-	src     *Source
 	kinds   []*modelKind
+}
+
+// process is one run of kubestream: a pipeline, a source with its
+// handlers, and the tracker saving acknowledged positions.
+type process struct {
+	pipe    *pipeline.Pipeline
+	src     *Source
+	tracker *resume.Tracker
+	stop    context.CancelFunc
+	done    chan struct{}
+}
+
+// startProcess starts kubestream as a restart would: the informers list
+// what exists, the saved positions are loaded, and the first round is a
+// snapshot (nothing saved) or the difference.
+func startProcess(m *model, sink pipeline.Sink, store resume.Store, popts pipeline.Options, watched []kinds.Kind) *process {
+	tracker := resume.NewTracker(store, 2*time.Millisecond)
+	popts.OnAcknowledged = func(ev *kubestreamv1.Event, _ time.Time) { tracker.Acknowledged(ev) }
+	popts.BeforePublish = tracker.Intend
+	pipe := pipeline.New(sink, &event.Translator{Cluster: "prop"}, popts)
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &process{pipe: pipe, tracker: tracker, stop: cancel, done: make(chan struct{})}
+	src := &Source{opts: Options{Queue: pipe, Kinds: watched, Now: time.Now}}
+	p.src = src
+	for i, k := range m.kinds {
+		w := &watchedKind{kind: watched[i], emitted: map[string]change.Object{}}
+		src.watched = append(src.watched, w)
+		k.h = &handler{s: src, w: w}
+		k.gap = false
+		k.cache = map[string]change.Object{}
+		for n, o := range k.truth {
+			k.cache[n] = o
+			k.h.OnAdd(o, true)
+		}
+	}
+	saved, _ := tracker.Load(ctx)
+	if len(saved) == 0 {
+		saved = nil
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); pipe.Run(ctx) }()
+	go func() { defer wg.Done(); tracker.Run(ctx) }()
+	go func() { wg.Wait(); close(p.done) }()
+	src.Activate(ctx, ActivateOptions{Saved: saved, Seed: tracker.Seed})
+	return p
+}
+
+// kill stops the process the way SIGKILL does: what is queued and what the
+// tracker has not written yet are lost.
+func (p *process) kill() {
+	p.stop()
+	<-p.done
 }
 
 type modelKind struct {
@@ -239,38 +292,28 @@ func TestConsumerContractUnderFaults(t *testing.T) {
 func runContract(t *testing.T, seed uint64, ops int) {
 	rng := rand.New(rand.NewPCG(seed, 0x6b7374))
 	sink := &faultySink{rng: rand.New(rand.NewPCG(seed, 1))}
-	pipe := pipeline.New(sink, &event.Translator{Cluster: "prop"}, pipeline.Options{
+	store := resume.NewMemoryStore()
+	popts := pipeline.Options{
 		Workers: 1 + rng.IntN(4), BatchSize: 1 + rng.IntN(8),
 		MinBackoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond, MarkerWait: 15 * time.Millisecond,
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan struct{})
-	go func() { pipe.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
-
+	}
 	watched := []kinds.Kind{kinds.ConfigMaps, kinds.Pods}
-	src := &Source{opts: Options{Queue: pipe, Kinds: watched, Now: time.Now}, initialID: newReplayID()}
-	m := &model{rng: rng, src: src}
-	for _, k := range watched {
-		w := &watchedKind{kind: k, emitted: map[string]change.Object{}}
-		src.watched = append(src.watched, w)
-		m.kinds = append(m.kinds, &modelKind{h: &handler{s: src, w: w}, truth: map[string]change.Object{}, cache: map[string]change.Object{}})
+	m := &model{rng: rng}
+	for range watched {
+		m.kinds = append(m.kinds, &modelKind{truth: map[string]change.Object{}, cache: map[string]change.Object{}})
 	}
 	names := []string{"a", "b", "c", "d", "big-e", "big-f"}
-
-	// The initial list, as Run emits it.
-	src.enqueueMarker(change.ReplayBegin, src.initialID, kubestreamv1.ReplayReason_REPLAY_REASON_INITIAL, nil, time.Now())
-	counts := map[string]int64{}
-	for _, k := range m.kinds {
+	// The objects that exist before the first start.
+	for i, k := range m.kinds {
+		k.h = &handler{w: &watchedKind{kind: watched[i]}}
 		for _, n := range names[:rng.IntN(len(names))] {
 			o := m.newObject(k, n, m.uid())
-			k.truth[n], k.cache[n] = o, o
-			k.h.OnAdd(o, true)
-			counts[k.h.w.kind.Resource]++
+			k.truth[n] = o
 		}
 	}
-	src.enqueueMarker(change.ReplayEnd, src.initialID, kubestreamv1.ReplayReason_REPLAY_REASON_INITIAL, counts, time.Now())
+	proc := startProcess(m, sink, store, popts, watched)
+	defer func() { proc.kill() }()
+	restarts := 0
 
 	var trace []string
 	for range ops {
@@ -307,8 +350,25 @@ func runContract(t *testing.T, seed uint64, ops int) {
 				trace = append(trace, "watch gap")
 			}
 		case r < 77:
-			src.Replay(context.Background(), kubestreamv1.ReplayReason_REPLAY_REASON_RESYNC)
+			proc.src.Replay(context.Background(), kubestreamv1.ReplayReason_REPLAY_REASON_RESYNC)
 			trace = append(trace, "replay")
+		case r < 78:
+			// SIGKILL: the queue and unsaved positions are gone; changes
+			// made while down are seen only by the next start's list.
+			proc.kill()
+			for range rng.IntN(6) {
+				k := m.kinds[rng.IntN(len(m.kinds))]
+				k.gap = true
+				if n, ok := k.pick(rng); ok && rng.IntN(2) == 0 {
+					k.remove(n)
+					k.create(m, n)
+				} else if ok {
+					k.remove(n)
+				}
+			}
+			proc = startProcess(m, sink, store, popts, watched)
+			restarts++
+			trace = append(trace, "restart")
 		case r < 80:
 			on := rng.IntN(2) == 0
 			sink.set(func(s *faultySink) { s.outage = on })
@@ -330,7 +390,7 @@ func runContract(t *testing.T, seed uint64, ops int) {
 			// Let the sink catch up for a moment, so rounds complete
 			// between changes too.
 			catchUp, stop := context.WithTimeout(context.Background(), 20*time.Millisecond)
-			_ = pipe.WaitIdle(catchUp)
+			_ = proc.pipe.WaitIdle(catchUp)
 			stop()
 		}
 	}
@@ -342,12 +402,12 @@ func runContract(t *testing.T, seed uint64, ops int) {
 	}
 	waitCtx, stop := context.WithTimeout(context.Background(), 30*time.Second)
 	defer stop()
-	if err := pipe.WaitIdle(waitCtx); err != nil {
-		t.Fatalf("pipeline did not drain: %v (stats %+v)", err, pipe.Stats())
+	if err := proc.pipe.WaitIdle(waitCtx); err != nil {
+		t.Fatalf("pipeline did not drain: %v (stats %+v)", err, proc.pipe.Stats())
 	}
 
 	checkContract(t, sink.events(), m, trace)
-	st := pipe.Stats()
+	st := proc.pipe.Stats()
 	if st.Lost != 0 {
 		t.Errorf("%d events lost, want none (stats %+v)", st.Lost, st)
 	}
@@ -357,8 +417,8 @@ func runContract(t *testing.T, seed uint64, ops int) {
 			rounds++
 		}
 	}
-	t.Logf("%d events acknowledged, %d rounds; retried %d, coalesced %d, cancelled %d, deletes as identity %d, markers forced %d, rounds skipped %d",
-		len(sink.events()), rounds, st.Retried, st.Coalesced, st.Cancelled, st.DeletesIdentityOnly, st.MarkersForced, src.SkippedRounds())
+	t.Logf("%d events acknowledged, %d rounds, %d restarts; last process: retried %d, coalesced %d, cancelled %d, deletes as identity %d, markers forced %d, rounds skipped %d",
+		len(sink.events()), rounds, restarts, st.Retried, st.Coalesced, st.Cancelled, st.DeletesIdentityOnly, st.MarkersForced, proc.src.SkippedRounds())
 }
 
 func checkContract(t *testing.T, log []*kubestreamv1.Event, m *model, trace []string) {
@@ -373,7 +433,10 @@ func checkContract(t *testing.T, log []*kubestreamv1.Event, m *model, trace []st
 		}
 		uid := ev.GetObject().GetUid()
 		rv, _ := strconv.Atoi(ev.GetObject().GetResourceVersion())
-		if rv < lastRV[uid] {
+		// A delete a resume infers carries the last saved position, which
+		// may be older than what the consumer saw: it has no state.
+		resumed := ev.GetOperation() == kubestreamv1.Operation_OPERATION_DELETED && len(ev.GetChange().GetPrevious()) == 0
+		if rv < lastRV[uid] && !resumed {
 			t.Errorf("uid %s went back from resourceVersion %d to %d (%s)", uid, lastRV[uid], rv, ev.GetOperation())
 		}
 		lastRV[uid] = rv
@@ -411,6 +474,13 @@ func checkContract(t *testing.T, log []*kubestreamv1.Event, m *model, trace []st
 	if d := consumer.Dropped(); len(d) > 0 {
 		problems = append(problems, fmt.Sprintf("REPLAY_END removed %v: the round did not mention objects that existed", d))
 	}
+	if len(problems) > 0 && os.Getenv("KUBESTREAM_PROPERTY_DUMP") != "" {
+		for i, ev := range log {
+			o := ev.GetObject()
+			t.Logf("%4d %-24s %-12s %-8s rv=%-4s replay=%s %s pending=%v fsu=%v", i, ev.GetOperation(), o.GetResource()+"/"+o.GetName(), o.GetUid(), o.GetResourceVersion(),
+				ev.GetReplayId(), ev.GetReplay().GetReason(), ev.GetReplay().GetPendingKeys(), ev.GetChange().GetFinalStateUnknown())
+		}
+	}
 	if len(problems) > 0 {
 		sort.Strings(problems)
 		t.Fatalf("consumer state differs from the cluster after %d events:\n  %s\ntrace (last 40 steps): %s",
@@ -434,12 +504,11 @@ func TestOutageLongerThanResyncKeepsEveryObject(t *testing.T) {
 	src := &Source{opts: Options{Queue: pipe, Kinds: []kinds.Kind{kinds.Pods}, Now: time.Now}, initialID: newReplayID()}
 	w := &watchedKind{kind: kinds.Pods, emitted: map[string]change.Object{}}
 	src.watched = []*watchedKind{w}
-	m := &model{rng: rng, src: src}
+	m := &model{rng: rng}
 	k := &modelKind{h: &handler{s: src, w: w}, truth: map[string]change.Object{}, cache: map[string]change.Object{}}
 	m.kinds = []*modelKind{k}
 
-	src.enqueueMarker(change.ReplayBegin, src.initialID, kubestreamv1.ReplayReason_REPLAY_REASON_INITIAL, nil, time.Now())
-	src.enqueueMarker(change.ReplayEnd, src.initialID, kubestreamv1.ReplayReason_REPLAY_REASON_INITIAL, nil, time.Now())
+	src.Activate(ctx, ActivateOptions{})
 	for i := range 200 {
 		k.create(m, fmt.Sprintf("pod-%d", i))
 	}

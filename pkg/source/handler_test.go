@@ -6,11 +6,14 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/kubestream/kubestream/internal/testobj"
+	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
 	"github.com/kubestream/kubestream/pkg/change"
 	"github.com/kubestream/kubestream/pkg/kinds"
+	"github.com/kubestream/kubestream/pkg/resume"
 )
 
 type sliceQueue struct{ changes []*change.Change }
@@ -27,25 +30,35 @@ func (echoDeriver) Derive(c *change.Change) []*change.Change {
 
 func newHandler(q Queue, derivers ...Deriver) *handler {
 	s := &Source{opts: Options{Queue: q, Now: func() time.Time { return time.Unix(1, 0) }, Derivers: derivers}, initialID: "init"}
-	return &handler{s: s, w: &watchedKind{kind: kinds.ConfigMaps, emitted: map[string]change.Object{}}}
+	w := &watchedKind{kind: kinds.ConfigMaps, emitted: map[string]change.Object{}, active: true}
+	s.watched = []*watchedKind{w}
+	return &handler{s: s, w: w}
 }
 
-func TestHandlerTellsInitialListFromLiveCreates(t *testing.T) {
+// The initial list is held until Activate sends it as one round; live
+// creates after it are changes.
+func TestInitialListIsSentAsARoundByActivate(t *testing.T) {
 	q := &sliceQueue{}
 	h := newHandler(q)
+	h.w.active = false
 	h.OnAdd(testobj.ConfigMap("ns", "listed", "u1", "1", nil), true)
+	if len(q.changes) != 0 {
+		t.Fatalf("%d changes before Activate, want none", len(q.changes))
+	}
+	st := h.s.Activate(context.Background(), ActivateOptions{})
 	h.OnAdd(testobj.ConfigMap("ns", "created", "u2", "2", nil), false)
-	if len(q.changes) != 2 {
-		t.Fatalf("%d changes", len(q.changes))
+	var got []string
+	for _, c := range q.changes {
+		got = append(got, c.Op.String())
 	}
-	if c := q.changes[0]; c.Op != change.Snapshot || c.ReplayID != "init" {
-		t.Fatalf("initial list item: op %v replay %q", c.Op, c.ReplayID)
+	if fmt.Sprint(got) != "[replay_begin snapshot replay_end created]" {
+		t.Fatalf("changes = %v", got)
 	}
-	if c := q.changes[1]; c.Op != change.Created || c.ReplayID != "" {
-		t.Fatalf("live create: op %v replay %q", c.Op, c.ReplayID)
+	if q.changes[1].ReplayID != q.changes[0].ReplayID || q.changes[3].ReplayID != "" {
+		t.Fatal("the snapshot must carry its round's replay id, the live create none")
 	}
-	if h.w.initialCount.Load() != 1 {
-		t.Fatalf("initial count %d", h.w.initialCount.Load())
+	if st.Reason != kubestreamv1.ReplayReason_REPLAY_REASON_INITIAL || st.Snapshots["configmaps"] != 1 {
+		t.Fatalf("stats %+v", st)
 	}
 }
 
@@ -129,5 +142,83 @@ func TestReplaySnapshotsWhatTheHandlersEmitted(t *testing.T) {
 	}
 	if fmt.Sprint(snaps) != "[x@1]" {
 		t.Fatalf("snapshots = %v, want [x@1]", snaps)
+	}
+}
+
+// A resume sends the difference between the saved positions and what exists:
+// new keys and uids are created (a replaced uid deleted first), changed
+// resourceVersions updated with the previous state unknown, intents (saved
+// uid without a resourceVersion) created again, saved keys gone deleted, and
+// unchanged objects not at all.
+func TestResumeSendsTheDifference(t *testing.T) {
+	q := &sliceQueue{}
+	h := newHandler(q)
+	h.w.active = false
+	for _, o := range []*corev1.ConfigMap{
+		testobj.ConfigMap("ns", "same", "u1", "10", nil),
+		testobj.ConfigMap("ns", "changed", "u2", "21", nil),
+		testobj.ConfigMap("ns", "replaced", "u3-new", "30", nil),
+		testobj.ConfigMap("ns", "new", "u4", "40", nil),
+		testobj.ConfigMap("ns", "intended", "u6", "60", nil),
+	} {
+		h.OnAdd(o, true)
+	}
+	saved := resume.Positions{
+		"configmaps/ns/same":     {{UID: "u1", ResourceVersion: "10"}},
+		"configmaps/ns/changed":  {{UID: "u2", ResourceVersion: "20"}},
+		"configmaps/ns/replaced": {{UID: "u3-old", ResourceVersion: "29"}},
+		"configmaps/ns/gone":     {{UID: "u5", ResourceVersion: "50"}},
+		"configmaps/ns/intended": {{UID: "u6"}},
+	}
+	st := h.s.Activate(context.Background(), ActivateOptions{Saved: saved})
+	got := map[string]string{}
+	for _, c := range q.changes {
+		if c.IsMarker() {
+			if c.Replay.Reason != kubestreamv1.ReplayReason_REPLAY_REASON_RESUME {
+				t.Errorf("marker reason %v, want RESUME", c.Replay.Reason)
+			}
+			continue
+		}
+		desc := c.Op.String()
+		if c.FinalStateUnknown {
+			desc += " final-state-unknown"
+		}
+		if c.PreviousUnknown {
+			desc += " previous-unknown"
+		}
+		got[c.UID()] += desc
+	}
+	want := map[string]string{
+		"u2":     "updated previous-unknown",
+		"u3-old": "deleted final-state-unknown",
+		"u3-new": "created",
+		"u4":     "created",
+		"u5":     "deleted final-state-unknown",
+		"u6":     "created",
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("resume sent %v, want %v", got, want)
+	}
+	if st.Equal["configmaps"] != 1 {
+		t.Fatalf("unchanged = %d, want 1", st.Equal["configmaps"])
+	}
+}
+
+// With saved positions and nothing changed, a resume sends no object event.
+func TestResumeWithNothingChangedSendsNoObjectEvents(t *testing.T) {
+	q := &sliceQueue{}
+	h := newHandler(q)
+	h.w.active = false
+	saved := resume.Positions{}
+	for i := range 50 {
+		o := testobj.ConfigMap("ns", fmt.Sprintf("cm-%d", i), fmt.Sprintf("u%d", i), "7", nil)
+		h.OnAdd(o, true)
+		saved[stateKey("configmaps", o)] = []resume.Entry{{UID: string(o.UID), ResourceVersion: "7"}}
+	}
+	h.s.Activate(context.Background(), ActivateOptions{Saved: saved})
+	for _, c := range q.changes {
+		if !c.IsMarker() {
+			t.Fatalf("resume with nothing changed sent %s %s", c.Op, c.Key())
+		}
 	}
 }

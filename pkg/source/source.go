@@ -12,6 +12,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,7 @@ import (
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
 	"github.com/kubestream/kubestream/pkg/change"
 	"github.com/kubestream/kubestream/pkg/kinds"
+	"github.com/kubestream/kubestream/pkg/resume"
 )
 
 // Queue receives changes. Enqueue must not block: it runs on client-go's
@@ -84,6 +86,7 @@ type Source struct {
 	own     []cache.SharedIndexInformer
 	watched []*watchedKind
 	synced  atomic.Bool
+	started time.Time
 	// initialID is the replay id of the initial list, set before informers
 	// start.
 	initialID string
@@ -100,8 +103,10 @@ type watchedKind struct {
 	// from the cache is enqueued before any later notification of the same
 	// object (the cache is updated before handlers are called).
 	mu sync.Mutex
-	// initialCount counts snapshots of the initial list.
-	initialCount atomic.Int64
+	// active, guarded by mu, is set once the kind's first round (snapshot or
+	// resume diff) was emitted: before, handlers only keep emitted current,
+	// so a standby replica is ready to take over at once.
+	active bool
 	// emitted is the last state the handlers emitted per namespace/name,
 	// guarded by mu: replay rounds snapshot it, so a snapshot never carries
 	// a state newer than, or overtakes, a live change still to be handled.
@@ -190,63 +195,197 @@ func StripManagedFields(obj any) any {
 
 func stripManagedFields(obj any) (any, error) { return StripManagedFields(obj), nil }
 
-// Synced reports whether the initial list of every kind was delivered.
+// Synced reports whether every kind's first round was emitted.
 func (s *Source) Synced() bool { return s.synced.Load() }
 
-// Run starts the informers, emits the initial round, waits for it, reports
-// it through onSynced, then runs replay rounds until ctx ends. It returns an
-// error only when the initial sync fails.
-func (s *Source) Run(ctx context.Context, onSynced func([]SyncStat)) error {
-	logger := klog.FromContext(ctx)
-	start := s.opts.Now()
-	s.initialID = newReplayID()
-	s.enqueueMarker(change.ReplayBegin, s.initialID, kubestreamv1.ReplayReason_REPLAY_REASON_INITIAL, nil, start)
+// Start starts the informers and waits until every handler received its
+// initial list. Nothing is emitted yet: handlers only track the objects
+// until Activate.
+func (s *Source) Start(ctx context.Context) ([]SyncStat, error) {
+	s.started = s.opts.Now()
 	s.factory.Start(ctx.Done())
 	for _, inf := range s.own {
 		go inf.RunWithContext(ctx)
 	}
-	stats, err := s.waitInitial(ctx, start)
+	stats := make([]SyncStat, len(s.watched))
+	for i, w := range s.watched {
+		if !cache.WaitForCacheSync(ctx.Done(), w.reg.HasSynced) {
+			return nil, fmt.Errorf("initial list of %s did not complete: %w", w.kind.Resource, context.Cause(ctx))
+		}
+		w.mu.Lock()
+		n := len(w.emitted)
+		w.mu.Unlock()
+		stats[i] = SyncStat{Kind: w.kind.Resource, Objects: int64(n), Duration: s.opts.Now().Sub(s.started)}
+	}
+	return stats, nil
+}
+
+// SnapshotMode says when the first round is a full snapshot, like Debezium's
+// snapshot.mode.
+type SnapshotMode int
+
+const (
+	// SnapshotAuto snapshots everything when there are no saved positions,
+	// else sends only the difference (Debezium's "initial").
+	SnapshotAuto SnapshotMode = iota
+	// SnapshotAlways snapshots everything on every start, and still deletes
+	// what the saved positions have and the cluster has not ("always").
+	SnapshotAlways
+	// SnapshotNever sends no snapshot without saved positions: objects
+	// appear in the stream when they change ("no_data"); their positions are
+	// recorded through Seed so a later restart sends only differences.
+	SnapshotNever
+)
+
+// ActivateOptions say how the first round goes.
+type ActivateOptions struct {
+	// Saved are the saved incarnations by object key
+	// (resource/namespace/name); nil when there is no saved state.
+	Saved resume.Positions
+	Mode  SnapshotMode
+	// Seed records a position without an event (SnapshotNever).
+	Seed func(key string, e resume.Entry)
+}
+
+// ActivateStats count what the first round sent, per kind.
+type ActivateStats struct {
+	Reason                                      kubestreamv1.ReplayReason
+	Snapshots, Created, Updated, Deleted, Equal map[string]int64
+}
+
+// Activate emits the first round and switches handlers to emitting live
+// changes, kind by kind under the kind's lock, so no live change of a kind
+// goes out before its round: a full snapshot when there are no saved
+// positions (or Mode is SnapshotAlways), else the difference between the
+// saved positions and the objects now: a new key or uid is created (the old
+// uid deleted first), a changed resourceVersion is updated (previous state
+// unknown), a saved key gone is deleted (final state unknown).
+func (s *Source) Activate(ctx context.Context, opts ActivateOptions) ActivateStats {
+	full := opts.Saved == nil || opts.Mode == SnapshotAlways
+	st := ActivateStats{Reason: kubestreamv1.ReplayReason_REPLAY_REASON_INITIAL,
+		Snapshots: map[string]int64{}, Created: map[string]int64{}, Updated: map[string]int64{}, Deleted: map[string]int64{}, Equal: map[string]int64{}}
+	if !full {
+		st.Reason = kubestreamv1.ReplayReason_REPLAY_REASON_RESUME
+	}
+	markers := !(opts.Saved == nil && opts.Mode == SnapshotNever)
+	id := newReplayID()
+	s.initialID = id
+	if markers {
+		s.enqueueMarker(change.ReplayBegin, id, st.Reason, nil, s.opts.Now())
+	}
+	counts := map[string]int64{}
+	for _, w := range s.watched {
+		res := w.kind.Resource
+		w.mu.Lock()
+		now := s.opts.Now()
+		seen := make(map[string]bool, len(w.emitted))
+		for _, obj := range w.emitted {
+			key := stateKey(res, obj)
+			seen[key] = true
+			uid := string(obj.GetUID())
+			var saved resume.Entry
+			had := false
+			// Incarnations replaced under this name meanwhile are gone.
+			for _, e := range opts.Saved[key] {
+				if e.UID == uid {
+					saved, had = e, true
+					continue
+				}
+				s.emit(&change.Change{Kind: w.kind, Op: change.Deleted, Previous: remembered(obj, e), FinalStateUnknown: true, ObservedAt: now})
+				st.Deleted[res]++
+			}
+			switch {
+			case opts.Saved == nil && opts.Mode == SnapshotNever:
+				if opts.Seed != nil {
+					opts.Seed(key, resume.Entry{UID: uid, ResourceVersion: obj.GetResourceVersion()})
+				}
+			case full:
+				s.emit(&change.Change{Kind: w.kind, Op: change.Snapshot, Object: obj, ReplayID: id, ObservedAt: now})
+				st.Snapshots[res]++
+			case !had || saved.ResourceVersion == "":
+				// Unknown, or only intended: its create may not have gone out.
+				s.emit(&change.Change{Kind: w.kind, Op: change.Created, Object: obj, ObservedAt: now})
+				st.Created[res]++
+			case saved.ResourceVersion != obj.GetResourceVersion():
+				s.emit(&change.Change{Kind: w.kind, Op: change.Updated, Object: obj, PreviousUnknown: true, ObservedAt: now})
+				st.Updated[res]++
+			default:
+				st.Equal[res]++
+			}
+		}
+		for key, entries := range opts.Saved {
+			if seen[key] || !strings.HasPrefix(key, res+"/") {
+				continue
+			}
+			ns, name := splitStateKey(key)
+			for _, e := range entries {
+				s.emit(&change.Change{Kind: w.kind, Op: change.Deleted, Previous: change.NewRemembered(ns, name, e.UID, e.ResourceVersion), FinalStateUnknown: true, ObservedAt: now})
+				st.Deleted[res]++
+			}
+		}
+		counts[res] = int64(len(w.emitted))
+		w.active = true
+		w.mu.Unlock()
+	}
+	if markers {
+		s.enqueueMarker(change.ReplayEnd, id, st.Reason, counts, s.opts.Now())
+	}
+	s.synced.Store(true)
+	klog.FromContext(ctx).Info("First round enqueued", "reason", st.Reason.String(), "snapshots", st.Snapshots,
+		"created", st.Created, "updated", st.Updated, "deleted", st.Deleted, "unchanged", st.Equal)
+	return st
+}
+
+// stateKey is an object's key in the saved positions: resource/namespace/name.
+func stateKey(resource string, o change.Object) string {
+	return resource + "/" + o.GetNamespace() + "/" + o.GetName()
+}
+
+func splitStateKey(key string) (namespace, name string) {
+	_, rest, _ := strings.Cut(key, "/")
+	namespace, name, _ = strings.Cut(rest, "/")
+	return namespace, name
+}
+
+func remembered(o change.Object, e resume.Entry) change.Object {
+	return change.NewRemembered(o.GetNamespace(), o.GetName(), e.UID, e.ResourceVersion)
+}
+
+// Run is Start, then Activate with a full snapshot, then RunReplays, for a
+// single process without saved positions. onSynced, when set, gets the
+// initial lists' figures. It returns an error only when the initial sync
+// fails.
+func (s *Source) Run(ctx context.Context, onSynced func([]SyncStat)) error {
+	stats, err := s.Start(ctx)
 	if err != nil {
 		return err
 	}
-	counts := map[string]int64{}
-	for _, st := range stats {
-		counts[st.Kind] = st.Objects
-	}
-	s.enqueueMarker(change.ReplayEnd, s.initialID, kubestreamv1.ReplayReason_REPLAY_REASON_INITIAL, counts, s.opts.Now())
-	s.synced.Store(true)
+	s.Activate(ctx, ActivateOptions{})
 	if onSynced != nil {
 		onSynced(stats)
 	}
+	s.RunReplays(ctx)
+	return nil
+}
+
+// RunReplays runs replay rounds every Resync period until ctx ends, then
+// stops the informers.
+func (s *Source) RunReplays(ctx context.Context) {
+	defer s.factory.Shutdown()
 	if s.opts.Resync <= 0 {
 		<-ctx.Done()
-		s.factory.Shutdown()
-		return nil
+		return
 	}
 	t := time.NewTicker(s.opts.Resync)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			s.factory.Shutdown()
-			return nil
+			return
 		case <-t.C:
 			s.Replay(ctx, kubestreamv1.ReplayReason_REPLAY_REASON_RESYNC)
-			logger.V(2).Info("Replay round enqueued")
 		}
 	}
-}
-
-// waitInitial waits until every handler received its initial list.
-func (s *Source) waitInitial(ctx context.Context, start time.Time) ([]SyncStat, error) {
-	stats := make([]SyncStat, len(s.watched))
-	for i, w := range s.watched {
-		if !cache.WaitForCacheSync(ctx.Done(), w.reg.HasSynced) {
-			return nil, fmt.Errorf("initial list of %s did not complete: %w", w.kind.Resource, context.Cause(ctx))
-		}
-		stats[i] = SyncStat{Kind: w.kind.Resource, Objects: w.initialCount.Load(), Duration: s.opts.Now().Sub(start)}
-	}
-	return stats, nil
 }
 
 // Replay emits one round: a begin marker, a snapshot of every object as the
@@ -323,14 +462,14 @@ func (h *handler) OnAdd(obj any, isInInitialList bool) {
 		return
 	}
 	c := &change.Change{Kind: h.w.kind, Op: change.Created, Object: o, ObservedAt: h.s.opts.Now()}
-	if isInInitialList {
-		c.Op = change.Snapshot
-		c.ReplayID = h.s.initialID
-		h.w.initialCount.Add(1)
-	}
 	key := objectKey(o)
 	h.w.mu.Lock()
 	defer h.w.mu.Unlock()
+	if !h.w.active {
+		// The initial list (or a standby's view): the first round sends it.
+		h.w.emitted[key] = o
+		return
+	}
 	// A name that comes back with another uid and no delete in between: the
 	// old uid is gone.
 	if old, ok := h.w.emitted[key]; ok && old.GetUID() != o.GetUID() {
@@ -356,6 +495,9 @@ func (h *handler) OnUpdate(oldObj, newObj any) {
 	h.w.mu.Lock()
 	defer h.w.mu.Unlock()
 	h.w.emitted[key] = next
+	if !h.w.active {
+		return
+	}
 	// A relist after a watch gap reports a name deleted and re-created
 	// meanwhile as an update across two uids: it is a delete and a create.
 	if prev.GetUID() != next.GetUID() {
@@ -387,6 +529,9 @@ func (h *handler) OnDelete(obj any) {
 	defer h.w.mu.Unlock()
 	if cur, ok := h.w.emitted[key]; ok && cur.GetUID() == c.Previous.GetUID() {
 		delete(h.w.emitted, key)
+	}
+	if !h.w.active {
+		return
 	}
 	h.s.emit(c)
 }

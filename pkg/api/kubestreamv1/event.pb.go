@@ -160,6 +160,12 @@ const (
 	ReplayReason_REPLAY_REASON_INITIAL ReplayReason = 1
 	// The periodic replay (--resync).
 	ReplayReason_REPLAY_REASON_RESYNC ReplayReason = 2
+	// A resume: kubestream restarted (or another replica took over) with the
+	// acknowledged positions saved in the bus, and sends only what changed
+	// meanwhile (created, updated with previous_unknown, deleted with
+	// final_state_unknown) between these markers. Unchanged objects are not
+	// sent, so a consumer removes nothing at this round's REPLAY_END.
+	ReplayReason_REPLAY_REASON_RESUME ReplayReason = 3
 )
 
 // Enum value maps for ReplayReason.
@@ -168,11 +174,13 @@ var (
 		0: "REPLAY_REASON_UNSPECIFIED",
 		1: "REPLAY_REASON_INITIAL",
 		2: "REPLAY_REASON_RESYNC",
+		3: "REPLAY_REASON_RESUME",
 	}
 	ReplayReason_value = map[string]int32{
 		"REPLAY_REASON_UNSPECIFIED": 0,
 		"REPLAY_REASON_INITIAL":     1,
 		"REPLAY_REASON_RESYNC":      2,
+		"REPLAY_REASON_RESUME":      3,
 	}
 )
 
@@ -719,6 +727,10 @@ type ObjectChange struct {
 	// The encoded object was too large for the sink: previous and/or object
 	// were dropped. The summary and identity are always kept.
 	Truncated bool `protobuf:"varint,7,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	// On updated: sent by a resume (kubestream restarted, or another replica
+	// took over) for an object whose resourceVersion changed meanwhile; the
+	// state before is not known, so previous and changed_paths are empty.
+	PreviousUnknown bool `protobuf:"varint,8,opt,name=previous_unknown,json=previousUnknown,proto3" json:"previous_unknown,omitempty"`
 	// A typed summary, readable without the Kubernetes schema.
 	//
 	// Types that are valid to be assigned to Summary:
@@ -807,6 +819,13 @@ func (x *ObjectChange) GetFinalStateUnknown() bool {
 func (x *ObjectChange) GetTruncated() bool {
 	if x != nil {
 		return x.Truncated
+	}
+	return false
+}
+
+func (x *ObjectChange) GetPreviousUnknown() bool {
+	if x != nil {
+		return x.PreviousUnknown
 	}
 	return false
 }
@@ -1922,7 +1941,7 @@ const file_kubestream_v1_event_proto_rawDesc = "" +
 	"\x03uid\x18\x04 \x01(\tR\x03uid\x12\x1e\n" +
 	"\n" +
 	"controller\x18\x05 \x01(\bR\n" +
-	"controller\"\x83\x04\n" +
+	"controller\"\xae\x04\n" +
 	"\fObjectChange\x12=\n" +
 	"\fcontent_type\x18\x01 \x01(\x0e2\x1a.kubestream.v1.ContentTypeR\vcontentType\x12\x1b\n" +
 	"\ttype_name\x18\x02 \x01(\tR\btypeName\x12\x16\n" +
@@ -1930,7 +1949,8 @@ const file_kubestream_v1_event_proto_rawDesc = "" +
 	"\bprevious\x18\x04 \x01(\fR\bprevious\x12#\n" +
 	"\rchanged_paths\x18\x05 \x03(\tR\fchangedPaths\x12.\n" +
 	"\x13final_state_unknown\x18\x06 \x01(\bR\x11finalStateUnknown\x12\x1c\n" +
-	"\ttruncated\x18\a \x01(\bR\ttruncated\x120\n" +
+	"\ttruncated\x18\a \x01(\bR\ttruncated\x12)\n" +
+	"\x10previous_unknown\x18\b \x01(\bR\x0fpreviousUnknown\x120\n" +
 	"\x04node\x18\n" +
 	" \x01(\v2\x1a.kubestream.v1.NodeSummaryH\x00R\x04node\x12-\n" +
 	"\x03pod\x18\v \x01(\v2\x19.kubestream.v1.PodSummaryH\x00R\x03pod\x12B\n" +
@@ -2064,11 +2084,12 @@ const file_kubestream_v1_event_proto_rawDesc = "" +
 	"\vContentType\x12\x1c\n" +
 	"\x18CONTENT_TYPE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15CONTENT_TYPE_PROTOBUF\x10\x01\x12\x15\n" +
-	"\x11CONTENT_TYPE_JSON\x10\x02*b\n" +
+	"\x11CONTENT_TYPE_JSON\x10\x02*|\n" +
 	"\fReplayReason\x12\x1d\n" +
 	"\x19REPLAY_REASON_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15REPLAY_REASON_INITIAL\x10\x01\x12\x18\n" +
-	"\x14REPLAY_REASON_RESYNC\x10\x02*b\n" +
+	"\x14REPLAY_REASON_RESYNC\x10\x02\x12\x18\n" +
+	"\x14REPLAY_REASON_RESUME\x10\x03*b\n" +
 	"\bSeverity\x12\x18\n" +
 	"\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vSEVERITY_OK\x10\x01\x12\x14\n" +
