@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/kubestream/kubestream/pkg/kinds"
 )
 
 // Defaults of Options. They are the values users get from the flags.
@@ -26,6 +28,9 @@ const (
 	DefaultWriteTimeout = 10 * time.Second
 	DefaultDialTimeout  = 5 * time.Second
 	DefaultClientID     = "kubestream"
+	// DefaultStateTopicSuffix follows the topic prefix in the default
+	// resume state topic: kubestream.state.
+	DefaultStateTopicSuffix = ".state"
 )
 
 // Options configure the Kafka sink. Zero values are not defaults: build
@@ -64,6 +69,12 @@ type Options struct {
 	// Tombstones writes a record with a null value and the object's key after
 	// every delete, so a compacted topic forgets deleted objects.
 	Tombstones bool
+
+	// StateTopic is the compacted topic of the resume state (see
+	// Sink.StateStore): one record per saved position, key
+	// <cluster>/<store key>. Empty means <TopicPrefix>.state, also in
+	// single-topic mode.
+	StateTopic string
 
 	// Compression codec: none, gzip, snappy, lz4 or zstd.
 	Compression string
@@ -141,6 +152,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.CleanupPolicy, "kafka-topic-cleanup-policy", o.CleanupPolicy, "cleanup.policy of created topics: delete, compact or compact,delete (compact keeps the latest state per object)")
 	fs.StringSliceVar(&o.TopicConfig, "kafka-topic-config", o.TopicConfig, "further settings of created topics, key=value, comma-separated (retention.ms=604800000)")
 	fs.BoolVar(&o.Tombstones, "kafka-tombstones", o.Tombstones, "after each delete, also write a tombstone (same key, null value) so compacted topics forget the object")
+	fs.StringVar(&o.StateTopic, "kafka-state-topic", o.StateTopic, "compacted topic holding the resume state (the last acknowledged position of every object); empty means <kafka-topic-prefix>.state, also with --kafka-topic. Created with cleanup.policy=compact by --kafka-create-topics")
 	fs.StringVar(&o.Compression, "kafka-compression", o.Compression, "compression codec: none, gzip, snappy, lz4 or zstd")
 	fs.IntVar(&o.BatchSize, "kafka-batch-size", o.BatchSize, "most records per produce batch and partition")
 	fs.IntVar(&o.BatchBytes, "kafka-batch-bytes", o.BatchBytes, "most bytes per produce batch and partition, before compression; keep it below the topics' max.message.bytes. Larger single events are compressed alone, else trimmed")
@@ -149,6 +161,15 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.DialTimeout, "kafka-dial-timeout", o.DialTimeout, "time limit to connect to a broker, TLS and SASL included; also the start-up check")
 	fs.StringVar(&o.ClientID, "kafka-client-id", o.ClientID, "client id sent to the brokers (quotas, logs)")
 	AddSecurityFlags(fs, &o.TLS, &o.SASL)
+}
+
+// StateTopicName is the topic of the resume state: StateTopic, else
+// <TopicPrefix>.state (also in single-topic mode).
+func (o *Options) StateTopicName() string {
+	if o.StateTopic != "" {
+		return o.StateTopic
+	}
+	return o.TopicPrefix + DefaultStateTopicSuffix
 }
 
 var compressions = []string{"none", "gzip", "snappy", "lz4", "zstd"}
@@ -174,6 +195,21 @@ func (o *Options) Validate() error {
 		}
 	} else if err := validTopic(o.TopicPrefix + ".imagestorage"); err != nil {
 		bad("--kafka-topic-prefix %q: %v", o.TopicPrefix, err)
+	}
+	if state := o.StateTopicName(); validTopic(state) != nil {
+		if o.StateTopic != "" {
+			bad("--kafka-state-topic: %v", validTopic(state))
+		} else {
+			bad("--kafka-topic-prefix %q: resume state topic: %v", o.TopicPrefix, validTopic(state))
+		}
+	} else if o.Topic != "" && state == o.Topic {
+		bad("the resume state topic %s is also --kafka-topic: the state needs a compacted topic of its own, name one with --kafka-state-topic", state)
+	} else if o.Topic == "" {
+		for _, r := range append(kinds.Names(kinds.All()), kinds.ImageStorage) {
+			if state == o.TopicPrefix+"."+r {
+				bad("--kafka-state-topic %s is the events topic of %s: the state needs a compacted topic of its own", state, r)
+			}
+		}
 	}
 	if o.CreateTopics {
 		if o.Partitions < 1 {

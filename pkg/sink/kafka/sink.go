@@ -800,10 +800,20 @@ func (s *Sink) ensureTopicList(ctx context.Context, topics []string) map[string]
 // CreateTopics there) and returns the outcome per topic; a topic someone
 // else created meanwhile counts as created.
 func (s *Sink) createTopics(ctx context.Context, topics []string) map[string]error {
-	entries := []kafkago.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: s.opts.CleanupPolicy}}
+	return s.createTopicsWith(ctx, topics, s.opts.CleanupPolicy, false)
+}
+
+// createTopicsWith is createTopics with the given cleanup.policy; forced
+// ignores a cleanup.policy in TopicConfig (the state topic is always
+// compacted).
+func (s *Sink) createTopicsWith(ctx context.Context, topics []string, cleanupPolicy string, forced bool) map[string]error {
+	entries := []kafkago.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: cleanupPolicy}}
 	for _, kv := range s.opts.TopicConfig {
 		k, v, _ := strings.Cut(kv, "=")
-		entries = append(entries, kafkago.ConfigEntry{ConfigName: strings.TrimSpace(k), ConfigValue: strings.TrimSpace(v)})
+		if k = strings.TrimSpace(k); k == "cleanup.policy" && forced {
+			continue
+		}
+		entries = append(entries, kafkago.ConfigEntry{ConfigName: k, ConfigValue: strings.TrimSpace(v)})
 	}
 	req := &kafkago.CreateTopicsRequest{}
 	for _, t := range topics {
@@ -827,7 +837,7 @@ func (s *Sink) createTopics(ctx context.Context, topics []string) map[string]err
 		err := resp.Errors[t]
 		switch {
 		case err == nil:
-			logger.Info("Created Kafka topic", "topic", t, "partitions", s.opts.Partitions, "replicationFactor", s.opts.ReplicationFactor, "cleanupPolicy", s.opts.CleanupPolicy)
+			logger.Info("Created Kafka topic", "topic", t, "partitions", s.opts.Partitions, "replicationFactor", s.opts.ReplicationFactor, "cleanupPolicy", cleanupPolicy)
 			out[t] = nil
 		case errors.Is(err, kafkago.TopicAlreadyExists):
 			out[t] = nil
