@@ -36,6 +36,7 @@ func (f *natsFlags) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&f.opts.SubjectPrefix, "nats-subject-prefix", natssink.DefaultSubjectPrefix, "first subject token(s): events go to <prefix>.<kind>.<namespace>.<name>")
 	fs.IntVar(&f.opts.MaxPendingAcks, "nats-max-pending-acks", natssink.DefaultMaxPendingAcks, "JetStream publishes awaiting their acknowledgement, at most; more wait")
 	fs.DurationVar(&f.opts.AckTimeout, "nats-ack-timeout", natssink.DefaultAckTimeout, "how long to wait for a JetStream acknowledgement (or a core NATS flush) before retrying")
+	fs.StringVar(&f.opts.StateBucket, "nats-state-bucket", natssink.DefaultStateBucket, "JetStream key-value bucket holding the resume state (the last acknowledged position of every object), created when missing; core NATS (no stream) keeps no state")
 	fs.StringVar(&f.embDir, "nats-embedded-dir", natsembed.DefaultDir(), "data directory of the embedded NATS server, used when --nats-url is not given")
 	fs.IntVar(&f.embPort, "nats-embedded-port", natsembed.DefaultPort, "loopback port of the embedded NATS server; when the default is taken a free port is used")
 }

@@ -43,6 +43,12 @@ type Options struct {
 	// AckTimeout bounds the wait for a PubAck (JetStream) or a flush (core
 	// NATS); past it the event is retried. Default 10s.
 	AckTimeout time.Duration
+	// StateBucket is the JetStream key-value bucket of the resume state (see
+	// Sink.StateStore). Default KUBESTREAM_STATE.
+	StateBucket string
+	// StateMarkerTTL is how long the markers of removed state entries stay
+	// in the bucket. Default 15m. Not a flag: tests shorten it.
+	StateMarkerTTL time.Duration
 }
 
 // Defaults.
@@ -60,6 +66,12 @@ func (o *Options) defaults() {
 	}
 	if o.AckTimeout <= 0 {
 		o.AckTimeout = DefaultAckTimeout
+	}
+	if o.StateBucket == "" {
+		o.StateBucket = DefaultStateBucket
+	}
+	if o.StateMarkerTTL <= 0 {
+		o.StateMarkerTTL = DefaultStateMarkerTTL
 	}
 }
 
@@ -79,6 +91,14 @@ func (o *Options) Validate() []error {
 	if o.AckTimeout < 0 {
 		errs = append(errs, fmt.Errorf("--nats-ack-timeout %s is negative", o.AckTimeout))
 	}
+	if o.StateBucket != "" {
+		if err := validBucket(o.StateBucket); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if o.StateMarkerTTL != 0 && o.StateMarkerTTL < time.Second {
+		errs = append(errs, fmt.Errorf("state marker TTL %s is below the server's minimum of 1s", o.StateMarkerTTL))
+	}
 	return append(errs, o.Stream.Validate()...)
 }
 
@@ -96,6 +116,11 @@ type Sink struct {
 	streamMax int
 	ownConn   bool
 	logger    klog.Logger
+	// state settings: see Options and StateStore.
+	stateBucket    string
+	stateMarkerTTL time.Duration
+	// streamReplicas are the stream's replicas (the state bucket's too).
+	streamReplicas int
 
 	trimmed atomic.Uint64
 }
@@ -107,7 +132,8 @@ func New(ctx context.Context, nc *nats.Conn, opts Options) (*Sink, error) {
 		return nil, errors.Join(errs...)
 	}
 	opts.defaults()
-	s := &Sink{nc: nc, prefix: opts.SubjectPrefix, ackTimeout: opts.AckTimeout, logger: klog.FromContext(ctx)}
+	s := &Sink{nc: nc, prefix: opts.SubjectPrefix, ackTimeout: opts.AckTimeout, logger: klog.FromContext(ctx),
+		stateBucket: opts.StateBucket, stateMarkerTTL: opts.StateMarkerTTL}
 	if opts.Stream.Name == "" {
 		return s, nil
 	}
@@ -125,6 +151,7 @@ func New(ctx context.Context, nc *nats.Conn, opts Options) (*Sink, error) {
 		return nil, err
 	}
 	s.js = js
+	s.streamReplicas = info.Config.Replicas
 	if info.Config.MaxMsgSize > 0 {
 		s.streamMax = int(info.Config.MaxMsgSize)
 	}
