@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,13 +22,18 @@ import (
 	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8slabels "k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubestream/kubestream/internal/controlplane"
@@ -42,11 +48,17 @@ type manifests struct {
 	Account     corev1.ServiceAccount
 	Role        rbacv1.ClusterRole
 	Binding     rbacv1.ClusterRoleBinding
+	LeaseRole   rbacv1.Role
+	LeaseBind   rbacv1.RoleBinding
 	Config      corev1.ConfigMap
 	Service     corev1.Service
 	Deployment  appsv1.Deployment
+	Budget      policyv1.PodDisruptionBudget
 	SASLPatch   appsv1.Deployment
 	SASLExample corev1.Secret
+	// Resources are the files of deploy/base/kustomization.yaml, one
+	// object each.
+	Resources []string
 }
 
 func loadManifests(t *testing.T) manifests {
@@ -58,7 +70,8 @@ func loadManifests(t *testing.T) manifests {
 		Resources  []string `json:"resources"`
 	}
 	decodeFile(t, "deploy/base/kustomization.yaml", &k)
-	want := []string{"namespace.yaml", "serviceaccount.yaml", "clusterrole.yaml", "clusterrolebinding.yaml", "configmap.yaml", "service.yaml", "deployment.yaml"}
+	want := []string{"namespace.yaml", "serviceaccount.yaml", "clusterrole.yaml", "clusterrolebinding.yaml", "role.yaml", "rolebinding.yaml",
+		"configmap.yaml", "service.yaml", "deployment.yaml", "poddisruptionbudget.yaml"}
 	if got := slices.Sorted(slices.Values(k.Resources)); !slices.Equal(got, slices.Sorted(slices.Values(want))) {
 		t.Fatalf("deploy/base/kustomization.yaml resources %v, want %v", k.Resources, want)
 	}
@@ -66,12 +79,44 @@ func loadManifests(t *testing.T) manifests {
 	decodeFile(t, "deploy/base/serviceaccount.yaml", &m.Account)
 	decodeFile(t, "deploy/base/clusterrole.yaml", &m.Role)
 	decodeFile(t, "deploy/base/clusterrolebinding.yaml", &m.Binding)
+	decodeFile(t, "deploy/base/role.yaml", &m.LeaseRole)
+	decodeFile(t, "deploy/base/rolebinding.yaml", &m.LeaseBind)
 	decodeFile(t, "deploy/base/configmap.yaml", &m.Config)
 	decodeFile(t, "deploy/base/service.yaml", &m.Service)
 	decodeFile(t, "deploy/base/deployment.yaml", &m.Deployment)
+	decodeFile(t, "deploy/base/poddisruptionbudget.yaml", &m.Budget)
 	decodeFile(t, "deploy/examples/kafka-sasl/deployment-patch.yaml", &m.SASLPatch)
 	decodeFile(t, "deploy/examples/kafka-sasl/secret.example.yaml", &m.SASLExample)
+	m.Resources = k.Resources
 	return m
+}
+
+// lease returns the namespace and name of the Lease the Deployment's pods
+// elect their leader with: the flags in args, else kubestream's defaults
+// (the pod's namespace through POD_NAMESPACE).
+func (m manifests) lease(t *testing.T) (namespace, name string) {
+	t.Helper()
+	args := m.Deployment.Spec.Template.Spec.Containers[0].Args
+	name, ok := argValue(args, "leader-elect-resource-name")
+	if !ok {
+		name = flagDefault(t, "leader-elect-resource-name")
+	}
+	namespace, ok = argValue(args, "leader-elect-resource-namespace")
+	if !ok {
+		namespace = m.Deployment.Namespace
+	}
+	return namespace, name
+}
+
+// leaseRules are the permissions on Leases client-go's leader election
+// needs, as rulesOf writes them: get and update on the one Lease, create
+// (which cannot be limited by name).
+func leaseRules(name string) sets.Set[string] {
+	return sets.New(
+		"coordination.k8s.io/leases:get["+name+"]",
+		"coordination.k8s.io/leases:update["+name+"]",
+		"coordination.k8s.io/leases:create",
+	)
 }
 
 // serviceAccountUser is the user name the apiserver gives the account.
@@ -118,19 +163,125 @@ func TestClusterRoleIsTheWatchedKinds(t *testing.T) {
 	}
 }
 
+// TestLeaseRoleIsLeaderElection holds the Role to exactly what client-go's
+// leader election does with the Lease (get, create, update), get and update
+// limited to the Lease's name, in the namespace the pods look for it, and
+// bound to the ServiceAccount only.
+func TestLeaseRoleIsLeaderElection(t *testing.T) {
+	m := loadManifests(t)
+	namespace, name := m.lease(t)
+	if m.LeaseRole.Namespace != namespace {
+		t.Errorf("Role %s is in namespace %q, but the pods keep their Lease in %q", m.LeaseRole.Name, m.LeaseRole.Namespace, namespace)
+	}
+	got := sets.New[string]()
+	for _, r := range m.LeaseRole.Rules {
+		if len(r.NonResourceURLs) > 0 {
+			t.Errorf("rule %+v: a Role cannot grant nonResourceURLs", r)
+		}
+		for _, g := range r.APIGroups {
+			for _, res := range r.Resources {
+				for _, v := range r.Verbs {
+					key := g + "/" + res + ":" + v
+					if len(r.ResourceNames) > 0 {
+						key += "[" + strings.Join(r.ResourceNames, ",") + "]"
+					}
+					got.Insert(key)
+				}
+			}
+		}
+	}
+	want := leaseRules(name)
+	if extra := got.Difference(want); extra.Len() > 0 {
+		t.Errorf("Role %s grants more than leader election needs: %v", m.LeaseRole.Name, sets.List(extra))
+	}
+	if missing := want.Difference(got); missing.Len() > 0 {
+		t.Errorf("Role %s lacks: %v", m.LeaseRole.Name, sets.List(missing))
+	}
+	b := m.LeaseBind
+	if b.Namespace != m.LeaseRole.Namespace || b.RoleRef.Kind != "Role" || b.RoleRef.Name != m.LeaseRole.Name || len(b.Subjects) != 1 ||
+		b.Subjects[0].Kind != "ServiceAccount" || b.Subjects[0].Name != m.Account.Name || b.Subjects[0].Namespace != m.Account.Namespace {
+		t.Errorf("RoleBinding %+v does not bind Role %s/%s to ServiceAccount %s/%s only", b, m.LeaseRole.Namespace, m.LeaseRole.Name, m.Account.Namespace, m.Account.Name)
+	}
+}
+
+// TestDisruptionBudget checks that the PodDisruptionBudget covers the
+// Deployment's pods and lets a drain evict one replica while the other
+// stays to take over.
+func TestDisruptionBudget(t *testing.T) {
+	m := loadManifests(t)
+	pdb, d := m.Budget, m.Deployment
+	if pdb.Namespace != d.Namespace {
+		t.Errorf("PodDisruptionBudget in namespace %q, Deployment in %q", pdb.Namespace, d.Namespace)
+	}
+	sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
+	if err != nil || sel.Empty() {
+		t.Fatalf("PodDisruptionBudget selector %v: %v (an empty selector selects every pod of the namespace)", pdb.Spec.Selector, err)
+	}
+	if !sel.Matches(k8slabels.Set(d.Spec.Template.Labels)) {
+		t.Errorf("PodDisruptionBudget selector %s does not select the Deployment's pods %v", sel, d.Spec.Template.Labels)
+	}
+	replicas := int(ptr.Deref(d.Spec.Replicas, 1))
+	// The disruption controller rounds percentages up.
+	var unavailable int
+	switch {
+	case pdb.Spec.MaxUnavailable != nil && pdb.Spec.MinAvailable == nil:
+		unavailable, err = intstr.GetScaledValueFromIntOrPercent(pdb.Spec.MaxUnavailable, replicas, true)
+	case pdb.Spec.MinAvailable != nil && pdb.Spec.MaxUnavailable == nil:
+		var available int
+		available, err = intstr.GetScaledValueFromIntOrPercent(pdb.Spec.MinAvailable, replicas, true)
+		unavailable = replicas - available
+	default:
+		t.Fatalf("PodDisruptionBudget needs exactly one of minAvailable and maxUnavailable: %+v", pdb.Spec)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if unavailable < 1 || unavailable >= replicas {
+		t.Errorf("of %d replicas the budget lets %d be evicted at once: want at least 1 (drains can proceed) and fewer than %d (one stays to take over)", replicas, unavailable, replicas)
+	}
+}
+
 // TestDeploymentShape checks the promises the Deployment makes that the
-// apiserver cannot judge: one publisher at a time, probes on the endpoints
-// kubestream serves, and settings kubestream knows.
+// apiserver cannot judge: two replicas of which only the leader publishes, a
+// rollout that keeps one of them running, replicas spread over nodes, probes
+// on the endpoints kubestream serves, and settings kubestream knows.
 func TestDeploymentShape(t *testing.T) {
 	m := loadManifests(t)
 	d := m.Deployment
-	if d.Spec.Replicas == nil || *d.Spec.Replicas != 1 {
-		t.Errorf("replicas %v, want 1: two instances publish every change twice", d.Spec.Replicas)
+	if d.Spec.Replicas == nil || *d.Spec.Replicas != 2 {
+		t.Errorf("replicas %v, want 2: a standby that is synced takes over when the leader goes", d.Spec.Replicas)
 	}
-	if d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
-		t.Errorf("strategy %q, want Recreate: a rolling update runs two instances at once", d.Spec.Strategy.Type)
+	replicas := int(ptr.Deref(d.Spec.Replicas, 1))
+	if d.Spec.Strategy.Type != appsv1.RollingUpdateDeploymentStrategyType || d.Spec.Strategy.RollingUpdate == nil {
+		t.Errorf("strategy %+v, want RollingUpdate: with leader election replicas may run together, and Recreate stops them all", d.Spec.Strategy)
+	} else {
+		ru := d.Spec.Strategy.RollingUpdate
+		// The Deployment controller rounds maxSurge up, maxUnavailable down.
+		surge, err1 := intstr.GetScaledValueFromIntOrPercent(ru.MaxSurge, replicas, true)
+		unavailable, err2 := intstr.GetScaledValueFromIntOrPercent(ru.MaxUnavailable, replicas, false)
+		if err1 != nil || err2 != nil {
+			t.Errorf("rollingUpdate %+v: %v %v", ru, err1, err2)
+		}
+		if surge != 1 || unavailable > 1 || unavailable >= replicas {
+			t.Errorf("rollingUpdate maxSurge %d maxUnavailable %d of %d replicas: want maxSurge 1 and maxUnavailable 0 or 1, so a replica keeps running through a rollout", surge, unavailable, replicas)
+		}
 	}
 	ps := d.Spec.Template.Spec
+	var spread bool
+	if a := ps.Affinity; a != nil && a.PodAntiAffinity != nil {
+		for _, w := range a.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution {
+			sel, err := metav1.LabelSelectorAsSelector(w.PodAffinityTerm.LabelSelector)
+			if err == nil && !sel.Empty() && sel.Matches(k8slabels.Set(d.Spec.Template.Labels)) && w.PodAffinityTerm.TopologyKey == corev1.LabelHostname {
+				spread = true
+			}
+		}
+		if len(a.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution) > 0 {
+			t.Errorf("required pod anti-affinity leaves a replica Pending on a single-node cluster and blocks a surge pod: use preferred")
+		}
+	}
+	if !spread {
+		t.Errorf("affinity %+v: want a preferred pod anti-affinity on %s selecting the Deployment's own pods, so replicas land on different nodes", ps.Affinity, corev1.LabelHostname)
+	}
 	if ps.ServiceAccountName != m.Account.Name {
 		t.Errorf("serviceAccountName %q, want %q", ps.ServiceAccountName, m.Account.Name)
 	}
@@ -174,6 +325,26 @@ func TestDeploymentShape(t *testing.T) {
 			t.Errorf("environment %s matches no flag of kubestream run", e.Name)
 		}
 	}
+
+	// Leader election is on in args, where neither the environment nor the
+	// config file can turn it off (flags win), and the Lease is in the pod's
+	// namespace.
+	if v, ok := boolArg(c.Args, "leader-elect"); !ok || !v {
+		t.Errorf("args %v do not turn --leader-elect on: %d replicas would publish every change %d times", c.Args, replicas, replicas)
+	}
+	envFrom := map[string]string{}
+	for _, e := range c.Env {
+		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
+			envFrom[e.Name] = e.ValueFrom.FieldRef.FieldPath
+		}
+	}
+	if envFrom["POD_NAMESPACE"] != "metadata.namespace" {
+		t.Errorf("POD_NAMESPACE is not the downward API's metadata.namespace: the Lease would not be in the namespace of the Role")
+	}
+	if envFrom["POD_NAME"] != "metadata.name" {
+		t.Errorf("POD_NAME is not the downward API's metadata.name: events and the Lease would not name the pod")
+	}
+
 	configPath, ok := argValue(c.Args, "config")
 	if !ok {
 		t.Fatal("args do not pass --config")
@@ -221,6 +392,20 @@ func TestDeploymentShape(t *testing.T) {
 			t.Errorf("%s=%s: secret.example.yaml has no key %s", e.Name, e.Value, key)
 		}
 	}
+}
+
+// boolArg returns the value of a boolean flag in args: --name, --name=true
+// or --name=false; the last one wins, as with pflag.
+func boolArg(args []string, name string) (value, ok bool) {
+	for _, a := range args {
+		if a == "--"+name {
+			value, ok = true, true
+		} else if v, found := strings.CutPrefix(a, "--"+name+"="); found {
+			b, err := strconv.ParseBool(v)
+			value, ok = b && err == nil, true
+		}
+	}
+	return value, ok
 }
 
 func mustDuration(t *testing.T, s string) time.Duration {
@@ -330,8 +515,8 @@ func TestManifestsOnAPIServer(t *testing.T) {
 		if warnings != "" {
 			t.Errorf("the apiserver warned:\n%s", warnings)
 		}
-		if n := strings.Count(out, "(server dry run)"); n != 7 {
-			t.Errorf("dry run applied %d objects, want 7:\n%s", n, out)
+		if n := strings.Count(out, "(server dry run)"); n != len(m.Resources) {
+			t.Errorf("dry run applied %d objects, want %d (%v):\n%s", n, len(m.Resources), m.Resources, out)
 		}
 		// The example's Secret and overlay, the Secret created the way
 		// its comment says.
@@ -340,7 +525,7 @@ func TestManifestsOnAPIServer(t *testing.T) {
 			t.Errorf("secret.example.yaml: %s%s", out, warnings)
 		}
 		out, warnings = kubectl(t, "apply", "--dry-run=server", "--validate=strict", "-k", "deploy/examples/kafka-sasl")
-		if warnings != "" || strings.Count(out, "(server dry run)") != 7 {
+		if warnings != "" || strings.Count(out, "(server dry run)") != len(m.Resources) {
 			t.Errorf("examples/kafka-sasl: %s%s", out, warnings)
 		}
 	})
@@ -375,67 +560,97 @@ func TestManifestsOnAPIServer(t *testing.T) {
 
 	t.Run("least privilege", func(t *testing.T) {
 		user, groups := m.serviceAccountUser()
+		leaseNS, leaseName := m.lease(t)
 		// Everything the account may do beyond what every authenticated
 		// account may do (discovery, self reviews) is exactly get, list and
-		// watch on the watched kinds.
-		granted := rulesOf(t, cp, user, groups).Difference(rulesOf(t, cp, "system:serviceaccount:"+m.Namespace.Name+":nobody", groups))
-		want := sets.New[string]()
+		// watch on the watched kinds, and in the Lease's namespace also what
+		// leader election needs.
+		watched := sets.New[string]()
 		for _, k := range kinds.All() {
 			for _, v := range []string{"get", "list", "watch"} {
-				want.Insert(k.GVK.Group + "/" + k.Resource + ":" + v)
+				watched.Insert(k.GVK.Group + "/" + k.Resource + ":" + v)
 			}
 		}
-		if !granted.Equal(want) {
-			t.Errorf("service account %s may, beyond every account:\n  %v\nwant exactly:\n  %v", user, sets.List(granted), sets.List(want))
+		nobody := "system:serviceaccount:" + m.Namespace.Name + ":nobody"
+		for ns, want := range map[string]sets.Set[string]{"default": watched, leaseNS: watched.Union(leaseRules(leaseName))} {
+			granted := rulesOf(t, cp, ns, user, groups).Difference(rulesOf(t, cp, ns, nobody, groups))
+			if !granted.Equal(want) {
+				t.Errorf("in namespace %s, service account %s may, beyond every account:\n  %v\nwant exactly:\n  %v", ns, user, sets.List(granted), sets.List(want))
+			}
 		}
 
 		type check struct {
 			verb, group, resource, sub, namespace string
 			allowed                               bool
+			name                                  string
 		}
 		var checks []check
 		for _, k := range kinds.All() {
 			for _, v := range []string{"get", "list", "watch"} {
-				checks = append(checks, check{v, k.GVK.Group, k.Resource, "", "", true})
+				checks = append(checks, check{v, k.GVK.Group, k.Resource, "", "", true, ""})
 				if k.Namespaced {
-					checks = append(checks, check{v, k.GVK.Group, k.Resource, "", "default", true})
+					checks = append(checks, check{v, k.GVK.Group, k.Resource, "", "default", true, ""})
 				}
 			}
 		}
 		checks = append(checks,
-			check{"get", "", "secrets", "", "", false},
-			check{"list", "", "secrets", "", "", false},
-			check{"watch", "", "secrets", "", m.Namespace.Name, false},
-			check{"create", "", "pods", "", "default", false},
-			check{"delete", "", "pods", "", "default", false},
-			check{"update", "", "pods", "", "default", false},
-			check{"patch", "", "pods", "", "default", false},
-			check{"create", "", "pods", "exec", "default", false},
-			check{"get", "", "pods", "log", "default", false},
-			check{"update", "", "pods", "status", "default", false},
-			check{"patch", "", "nodes", "", "", false},
-			check{"get", "", "nodes", "proxy", "", false},
-			check{"update", "", "configmaps", "", "default", false},
-			check{"create", "", "configmaps", "", m.Namespace.Name, false},
-			check{"update", "apps", "deployments", "", "default", false},
-			check{"update", "apps", "deployments", "scale", "default", false},
-			check{"list", "apps", "replicasets", "", "", false},
-			check{"create", "", "serviceaccounts", "token", m.Namespace.Name, false},
-			check{"list", "", "events", "", "", false},
-			check{"escalate", "rbac.authorization.k8s.io", "clusterroles", "", "", false},
-			check{"impersonate", "", "users", "", "", false},
+			check{"get", "", "secrets", "", "", false, ""},
+			check{"list", "", "secrets", "", "", false, ""},
+			check{"watch", "", "secrets", "", m.Namespace.Name, false, ""},
+			check{"create", "", "pods", "", "default", false, ""},
+			check{"delete", "", "pods", "", "default", false, ""},
+			check{"update", "", "pods", "", "default", false, ""},
+			check{"patch", "", "pods", "", "default", false, ""},
+			check{"create", "", "pods", "exec", "default", false, ""},
+			check{"get", "", "pods", "log", "default", false, ""},
+			check{"update", "", "pods", "status", "default", false, ""},
+			check{"patch", "", "nodes", "", "", false, ""},
+			check{"get", "", "nodes", "proxy", "", false, ""},
+			check{"update", "", "configmaps", "", "default", false, ""},
+			check{"create", "", "configmaps", "", m.Namespace.Name, false, ""},
+			check{"update", "apps", "deployments", "", "default", false, ""},
+			check{"update", "apps", "deployments", "scale", "default", false, ""},
+			check{"list", "apps", "replicasets", "", "", false, ""},
+			check{"create", "", "serviceaccounts", "token", m.Namespace.Name, false, ""},
+			check{"list", "", "events", "", "", false, ""},
+			check{"escalate", "rbac.authorization.k8s.io", "clusterroles", "", "", false, ""},
+			check{"impersonate", "", "users", "", "", false, ""},
+		)
+		// Leases: what client-go's leader election does, on the one Lease
+		// in its namespace, and nothing else.
+		const coord = "coordination.k8s.io"
+		checks = append(checks,
+			check{"get", coord, "leases", "", leaseNS, true, leaseName},
+			check{"update", coord, "leases", "", leaseNS, true, leaseName},
+			check{"create", coord, "leases", "", leaseNS, true, ""},
+			check{"get", coord, "leases", "", leaseNS, false, "someone-else"},
+			check{"update", coord, "leases", "", leaseNS, false, "someone-else"},
+			check{"patch", coord, "leases", "", leaseNS, false, leaseName},
+			check{"delete", coord, "leases", "", leaseNS, false, leaseName},
+			check{"deletecollection", coord, "leases", "", leaseNS, false, ""},
+			check{"list", coord, "leases", "", leaseNS, false, ""},
+			check{"watch", coord, "leases", "", leaseNS, false, ""},
+			check{"get", coord, "leases", "", "kube-system", false, leaseName},
+			check{"update", coord, "leases", "", "kube-system", false, leaseName},
+			check{"update", coord, "leases", "", "kube-node-lease", false, "node-1"},
+			check{"create", coord, "leases", "", "default", false, ""},
+			check{"update", coord, "leases", "", "default", false, leaseName},
+			check{"list", coord, "leases", "", "", false, ""},
+			check{"create", coord, "leasecandidates", "", leaseNS, false, ""},
+			check{"create", "", "events", "", leaseNS, false, ""},
+			check{"update", "", "configmaps", "", leaseNS, false, leaseName},
 		)
 		for _, c := range checks {
 			sar := &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
 				User: user, Groups: groups,
-				ResourceAttributes: &authzv1.ResourceAttributes{Verb: c.verb, Group: c.group, Resource: c.resource, Subresource: c.sub, Namespace: c.namespace},
+				ResourceAttributes: &authzv1.ResourceAttributes{Verb: c.verb, Group: c.group, Resource: c.resource, Subresource: c.sub, Namespace: c.namespace, Name: c.name},
 			}}
 			res, err := admin.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if res.Status.Allowed != c.allowed {
-				t.Errorf("%s %s/%s/%s in %q: allowed=%v, want %v", c.verb, c.group, c.resource, c.sub, c.namespace, res.Status.Allowed, c.allowed)
+				t.Errorf("%s %s/%s/%s %q in %q: allowed=%v, want %v", c.verb, c.group, c.resource, c.sub, c.name, c.namespace, res.Status.Allowed, c.allowed)
 			}
 		}
 	})
@@ -447,16 +662,17 @@ type warningFunc func(string)
 
 func (f warningFunc) HandleWarningHeader(_ int, _ string, msg string) { f(msg) }
 
-// rulesOf returns what a user may do on resources, as group/resource:verb
-// (resourceName appended when the rule names objects), from a
-// SelfSubjectRulesReview made while impersonating the user.
-func rulesOf(t *testing.T, cp *controlplane.ControlPlane, user string, groups []string) sets.Set[string] {
+// rulesOf returns what a user may do on resources in a namespace (and
+// cluster-wide), as group/resource:verb (resourceNames appended when the
+// rule names objects), from a SelfSubjectRulesReview made while
+// impersonating the user.
+func rulesOf(t *testing.T, cp *controlplane.ControlPlane, namespace, user string, groups []string) sets.Set[string] {
 	t.Helper()
 	cfg := cp.RestConfig()
 	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: groups}
 	client := kubernetes.NewForConfigOrDie(cfg)
 	rev, err := client.AuthorizationV1().SelfSubjectRulesReviews().Create(context.Background(),
-		&authzv1.SelfSubjectRulesReview{Spec: authzv1.SelfSubjectRulesReviewSpec{Namespace: "default"}}, metav1.CreateOptions{})
+		&authzv1.SelfSubjectRulesReview{Spec: authzv1.SelfSubjectRulesReviewSpec{Namespace: namespace}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("rules of %s: %v", user, err)
 	}
@@ -485,12 +701,16 @@ func rulesOf(t *testing.T, cp *controlplane.ControlPlane, user string, groups []
 }
 
 // runAsDeployment runs the binary the image ships the way the Deployment
-// would: its args, its environment (downward API values filled in), the
-// ConfigMap as the config file, and a token of the ServiceAccount. Only the
-// sink is switched to stdout (no broker here) and the listen address to a
-// free loopback port. kubestream must become ready, stream a change made
-// afterwards (so watch is allowed too), stamp it with the Deployment's
-// cluster name and pod name, and exit 0 on SIGTERM.
+// would: as many replicas as it has, each with the Deployment's args, its
+// environment (downward API values filled in: a pod name of its own, the
+// namespace), the ConfigMap as the config file, and a token of the
+// ServiceAccount. Only the sink is switched to stdout (no broker here) and
+// the listen address to a free loopback port. The replicas must become
+// ready and elect one leader in the Lease the Role grants; only the leader
+// streams a change made afterwards (so watch is allowed too), stamped with
+// the Deployment's cluster name and its pod name. On SIGTERM the leader
+// exits 0 having released the Lease, and a standby takes over and streams
+// the next change. No replica logs a forbidden request.
 func runAsDeployment(t *testing.T, m manifests, cp *controlplane.ControlPlane, admin kubernetes.Interface) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -531,16 +751,113 @@ func runAsDeployment(t *testing.T, m manifests, cp *controlplane.ControlPlane, a
 			args[i] = strings.ReplaceAll(a, vm.MountPath, local)
 		}
 	}
-	ports, err := freePorts(1)
+	n := int(ptr.Deref(m.Deployment.Spec.Replicas, 1))
+	if n < 2 {
+		t.Fatalf("the Deployment runs %d replica: nothing to hand over to", n)
+	}
+	ports, err := freePorts(n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	args = append(args, "--sink", "stdout", "--listen-address", addr)
+	leaseNS, leaseName := m.lease(t)
+	shutdown := mustDuration(t, flagDefault(t, "shutdown-timeout"))
 
-	const podName = "kubestream-7d9f8-abcde"
-	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "KUBECONFIG=" + kubeconfig}
 	var cluster string
+	replicas := make([]*replica, n)
+	for i := range replicas {
+		name := fmt.Sprintf("kubestream-7d9f8-pod%d", i)
+		var env []string
+		env, cluster = podEnv(t, m, name)
+		env = append(env, "PATH="+os.Getenv("PATH"), "HOME="+dir, "KUBECONFIG="+kubeconfig)
+		addr := fmt.Sprintf("127.0.0.1:%d", ports[i])
+		replicas[i] = startReplica(t, name, addr, append(slices.Clone(args), "--sink", "stdout", "--listen-address", addr), env)
+	}
+	if cluster == "" {
+		t.Fatal("the Deployment sets no KUBESTREAM_CLUSTER_NAME")
+	}
+	defer func() {
+		for _, r := range replicas {
+			if s := r.stderr.String(); strings.Contains(s, "forbidden") {
+				t.Errorf("%s logged a forbidden request under the ServiceAccount:\n%s", r.name, s)
+			}
+		}
+	}()
+	// Ready: a standby once synced, the leader once its first round was
+	// delivered.
+	for _, r := range replicas {
+		r.waitReady(t, 60*time.Second)
+	}
+
+	leader := waitLeader(t, admin, leaseNS, leaseName, replicas)
+	var standbys []*replica
+	for _, r := range replicas {
+		if r != leader {
+			standbys = append(standbys, r)
+		}
+	}
+	if got := leader.metric(t, "kubestream_leader"); got != "1" {
+		t.Errorf("%s holds the Lease, kubestream_leader %s, want 1", leader.name, got)
+	}
+	for _, r := range standbys {
+		if got := r.metric(t, "kubestream_leader"); got != "0" {
+			t.Errorf("standby %s: kubestream_leader %s, want 0", r.name, got)
+		}
+	}
+
+	first := fmt.Sprintf("packaging-%d", time.Now().UnixNano())
+	if _, err := admin.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: first}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got := leader.waitEvent(t, 60*time.Second, func(ev *kubestreamv1.Event) bool {
+		return ev.GetObject().GetName() == first && ev.GetOperation() == kubestreamv1.Operation_OPERATION_CREATED
+	})
+	if got.GetCluster() != cluster || got.GetInstance() != leader.name {
+		t.Errorf("event cluster %q instance %q, want %q (KUBESTREAM_CLUSTER_NAME) and %q (POD_NAME)", got.GetCluster(), got.GetInstance(), cluster, leader.name)
+	}
+	for _, r := range standbys {
+		if evs := r.published(); len(evs) > 0 {
+			t.Errorf("standby %s published %d events while %s leads, first: %v", r.name, len(evs), leader.name, evs[0])
+		}
+	}
+
+	// Handover: the leader drains, exits 0 and releases the Lease before it
+	// exits, so a standby need not wait for the lease to expire.
+	if err := leader.stop(t, shutdown+15*time.Second); err != nil {
+		t.Errorf("leader %s exited with %v on SIGTERM, want 0; stderr:\n%s", leader.name, err, leader.stderr.String())
+	}
+	lease, err := admin.CoordinationV1().Leases(leaseNS).Get(ctx, leaseName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := ptr.Deref(lease.Spec.HolderIdentity, ""); strings.HasPrefix(h, leader.name+"_") {
+		t.Errorf("%s exited on SIGTERM and still holds Lease %s/%s (%q): standbys wait for it to expire", leader.name, leaseNS, leaseName, h)
+	}
+	next := waitLeader(t, admin, leaseNS, leaseName, standbys)
+	second := fmt.Sprintf("packaging-%d", time.Now().UnixNano())
+	if _, err := admin.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: second}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Created while the new leader's first round may still run: as a
+	// snapshot of that round or as a change, either way from the new leader.
+	got = next.waitEvent(t, 60*time.Second, func(ev *kubestreamv1.Event) bool {
+		op := ev.GetOperation()
+		return ev.GetObject().GetName() == second && (op == kubestreamv1.Operation_OPERATION_CREATED || op == kubestreamv1.Operation_OPERATION_SNAPSHOT)
+	})
+	if got.GetInstance() != next.name {
+		t.Errorf("after the handover, event instance %q, want %q", got.GetInstance(), next.name)
+	}
+	for _, r := range standbys {
+		if err := r.stop(t, shutdown+15*time.Second); err != nil {
+			t.Errorf("%s exited with %v on SIGTERM, want 0; stderr:\n%s", r.name, err, r.stderr.String())
+		}
+	}
+}
+
+// podEnv is the container's environment as the kubelet would set it for
+// a pod of the given name, and the cluster name it sets.
+func podEnv(t *testing.T, m manifests, podName string) (env []string, cluster string) {
+	t.Helper()
+	c := m.Deployment.Spec.Template.Spec.Containers[0]
 	for _, e := range c.Env {
 		switch {
 		case e.ValueFrom == nil:
@@ -550,6 +867,8 @@ func runAsDeployment(t *testing.T, m manifests, cp *controlplane.ControlPlane, a
 			}
 		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.name":
 			env = append(env, e.Name+"="+podName)
+		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace":
+			env = append(env, e.Name+"="+m.Deployment.Namespace)
 		case e.ValueFrom.ResourceFieldRef != nil && e.ValueFrom.ResourceFieldRef.Resource == "limits.memory":
 			// The kubelet writes the limit in bytes (divisor 1).
 			env = append(env, fmt.Sprintf("%s=%d", e.Name, c.Resources.Limits.Memory().Value()))
@@ -557,101 +876,169 @@ func runAsDeployment(t *testing.T, m manifests, cp *controlplane.ControlPlane, a
 			t.Fatalf("env %s: cannot fill in %+v", e.Name, e.ValueFrom)
 		}
 	}
-	if cluster == "" {
-		t.Fatal("the Deployment sets no KUBESTREAM_CLUSTER_NAME")
-	}
+	return env, cluster
+}
 
-	cmd := exec.Command(imageBinary(t), args...)
-	cmd.Env = env
-	stdout, err := cmd.StdoutPipe()
+// replica is one kubestream process standing in for a pod.
+type replica struct {
+	name, addr string
+	cmd        *exec.Cmd
+	stderr     testbin.SyncBuffer
+	exited     chan struct{}
+	exitErr    error // set before exited is closed
+
+	mu     sync.Mutex
+	events []*kubestreamv1.Event
+	bad    string // a stdout line that is no Event
+}
+
+func startReplica(t *testing.T, name, addr string, args, env []string) *replica {
+	t.Helper()
+	r := &replica{name: name, addr: addr, exited: make(chan struct{})}
+	r.cmd = exec.Command(imageBinary(t), args...)
+	r.cmd.Env = env
+	r.cmd.Stderr = &r.stderr
+	stdout, err := r.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr testbin.SyncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
+	if err := r.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan struct{})
-	var exitErr error
-	lines := make(chan string, 1024)
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		sc.Buffer(make([]byte, 1<<20), 16<<20)
 		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-		exitErr = cmd.Wait()
-		close(exited)
-	}()
-	defer func() {
-		select {
-		case <-exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	}()
-
-	// Ready: the initial list of every kind was delivered.
-	ready := false
-	for deadline := time.Now().Add(60 * time.Second); !ready && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		select {
-		case <-exited:
-			t.Fatalf("kubestream %s exited before it was ready (%v); stderr:\n%s", strings.Join(args, " "), exitErr, stderr.String())
-		default:
-		}
-		if resp, err := http.Get("http://" + addr + "/readyz"); err == nil {
-			resp.Body.Close()
-			ready = resp.StatusCode == http.StatusOK
-		}
-	}
-	if !ready {
-		t.Fatalf("kubestream %s never became ready; stderr:\n%s", strings.Join(args, " "), stderr.String())
-	}
-
-	name := fmt.Sprintf("packaging-%d", time.Now().UnixNano())
-	if _, err := admin.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	var got *kubestreamv1.Event
-	timeout := time.After(60 * time.Second)
-	for got == nil {
-		select {
-		case line, ok := <-lines:
-			if !ok {
-				t.Fatalf("kubestream exited before streaming configmap %s; stderr:\n%s", name, stderr.String())
-			}
 			ev := &kubestreamv1.Event{}
-			if err := protojson.Unmarshal([]byte(line), ev); err != nil {
-				t.Fatalf("stdout line is no Event: %v\n%s", err, line)
+			err := protojson.Unmarshal(sc.Bytes(), ev)
+			r.mu.Lock()
+			if err != nil && r.bad == "" {
+				r.bad = fmt.Sprintf("%v\n%s", err, sc.Text())
+			} else if err == nil {
+				r.events = append(r.events, ev)
 			}
-			if ev.GetObject().GetName() == name && ev.GetOperation() == kubestreamv1.Operation_OPERATION_CREATED {
-				got = ev
+			r.mu.Unlock()
+		}
+		r.exitErr = r.cmd.Wait()
+		close(r.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-r.exited:
+		default:
+			_ = r.cmd.Process.Kill()
+			<-r.exited
+		}
+	})
+	return r
+}
+
+func (r *replica) published() []*kubestreamv1.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.events)
+}
+
+func (r *replica) failIfExited(t *testing.T, doing string) {
+	t.Helper()
+	select {
+	case <-r.exited:
+		t.Fatalf("%s exited (%v) %s; stderr:\n%s", r.name, r.exitErr, doing, r.stderr.String())
+	default:
+	}
+}
+
+func (r *replica) waitReady(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		r.failIfExited(t, "before it was ready")
+		if resp, err := http.Get("http://" + r.addr + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
 			}
-		case <-timeout:
-			t.Fatalf("no CREATED event of configmap %s; stderr:\n%s", name, stderr.String())
 		}
 	}
-	if got.GetCluster() != cluster || got.GetInstance() != podName {
-		t.Errorf("event cluster %q instance %q, want %q (KUBESTREAM_CLUSTER_NAME) and %q (POD_NAME)", got.GetCluster(), got.GetInstance(), cluster, podName)
-	}
+	t.Fatalf("%s never became ready; stderr:\n%s", r.name, r.stderr.String())
+}
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+// waitEvent returns the first event r published that matches.
+func (r *replica) waitEvent(t *testing.T, timeout time.Duration, match func(*kubestreamv1.Event) bool) *kubestreamv1.Event {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		r.mu.Lock()
+		bad := r.bad
+		for _, ev := range r.events {
+			if match(ev) {
+				r.mu.Unlock()
+				return ev
+			}
+		}
+		r.mu.Unlock()
+		if bad != "" {
+			t.Fatalf("%s: stdout line is no Event: %s", r.name, bad)
+		}
+		r.failIfExited(t, "before publishing the event")
+	}
+	t.Fatalf("%s published no such event in %s; stderr:\n%s", r.name, timeout, r.stderr.String())
+	return nil
+}
+
+// metric returns the value of an unlabelled metric on /metrics.
+func (r *replica) metric(t *testing.T, name string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + r.addr + "/metrics")
+	if err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		for range lines { // keep draining so kubestream never blocks on stdout
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			return v
 		}
-	}()
-	<-exited
-	if exitErr != nil {
-		t.Errorf("kubestream exited with %v on SIGTERM, want 0; stderr:\n%s", exitErr, stderr.String())
 	}
-	if s := stderr.String(); strings.Contains(s, "forbidden") {
-		t.Errorf("kubestream logged a forbidden request under the ServiceAccount:\n%s", s)
+	t.Fatalf("%s: no metric %s on /metrics", r.name, name)
+	return ""
+}
+
+// stop sends SIGTERM and waits for the exit.
+func (r *replica) stop(t *testing.T, timeout time.Duration) error {
+	t.Helper()
+	if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
 	}
+	select {
+	case <-r.exited:
+		return r.exitErr
+	case <-time.After(timeout):
+		t.Fatalf("%s did not exit within %s of SIGTERM; stderr:\n%s", r.name, timeout, r.stderr.String())
+		return nil
+	}
+}
+
+// waitLeader returns the replica of candidates holding the Lease.
+func waitLeader(t *testing.T, admin kubernetes.Interface, namespace, name string, candidates []*replica) *replica {
+	t.Helper()
+	var holder string
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		lease, err := admin.CoordinationV1().Leases(namespace).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			t.Fatal(err)
+		}
+		if err == nil {
+			holder = ptr.Deref(lease.Spec.HolderIdentity, "")
+		}
+		for _, r := range candidates {
+			// The identity is the pod name and a random suffix.
+			if strings.HasPrefix(holder, r.name+"_") {
+				return r
+			}
+			r.failIfExited(t, "while waiting for a leader")
+		}
+	}
+	t.Fatalf("none of %d replicas took Lease %s/%s (holder %q)", len(candidates), namespace, name, holder)
+	return nil
 }
 
 // TestEveryManifestIsChecked fails when a YAML file appears in deploy/ that
