@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -519,5 +520,31 @@ func TestStateTopicOptions(t *testing.T) {
 				t.Errorf("StateTopicName() = %q, want %q", o.StateTopicName(), tc.topic)
 			}
 		})
+	}
+}
+
+// TestStateTopicReadableWithKcat reads the state topic with kcat, as
+// docs/kafka.md shows: keys and versioned JSON values, tombstones null.
+func TestStateTopicReadableWithKcat(t *testing.T) {
+	if _, err := exec.LookPath("kcat"); err != nil {
+		t.Fatalf("kcat is not installed (apt-get install kcat): %v", err)
+	}
+	ctx := testContext(t)
+	c := newCluster(t)
+	o := testOptions(c)
+	o.Partitions = 1 // kcat's output order is the write order
+	s := openSink(t, ctx, o)
+	st := stateStore(t, ctx, s, "prod")
+	write(t, ctx, st, map[string]resume.Entry{"pods/shop/web-0/uid-1": entry("uid-1", "48213")})
+	write(t, ctx, st, map[string]resume.Entry{"nodes//node-1/uid-2": entry("uid-2", "")})
+	write(t, ctx, st, nil, "nodes//node-1/uid-2")
+	out := run(t, ctx, nil, "kcat", "-C", "-b", o.Brokers[0], "-t", "kubestream.state", "-o", "beginning", "-e", "-q", "-Z", "-f", `%k %s\n`)
+	t.Logf("kcat -C -t kubestream.state -Z -f '%%k %%s\\n':\n%s", out)
+	want := `prod/pods/shop/web-0/uid-1 {"v":1,"uid":"uid-1","rv":"48213"}
+prod/nodes//node-1/uid-2 {"v":1,"uid":"uid-2","rv":""}
+prod/nodes//node-1/uid-2 NULL
+`
+	if string(out) != want {
+		t.Errorf("kcat printed:\n%s\nwant:\n%s", out, want)
 	}
 }
