@@ -492,8 +492,11 @@ func openStateStore(ctx context.Context, cfg Config, sink Sink) (resume.Store, e
 		logger.Info("Resume is off: this sink keeps no state; give --state-file to resume from a file", "reason", err.Error())
 		return nil, nil
 	}
+	if errors.Is(err, resume.ErrMisconfigured) {
+		return nil, BadInput(err)
+	}
 	if err != nil {
-		return nil, BadInput(fmt.Errorf("open the state store: %w (or run with --resume=false)", err))
+		return nil, fmt.Errorf("open the state store: %w", err)
 	}
 	return store, nil
 }

@@ -37,6 +37,18 @@ import (
 // place for state, such as core NATS without JetStream.
 var ErrNoStore = errors.New("the sink has no place for state")
 
+// ErrMisconfigured marks a store error only the user can fix (a missing or
+// wrongly configured topic or bucket): start-up then fails with exit code 2.
+var ErrMisconfigured = errors.New("state store misconfigured")
+
+// Misconfigured marks err as one only the user can fix; its message is err's.
+func Misconfigured(err error) error { return misconfigured{err} }
+
+type misconfigured struct{ error }
+
+func (m misconfigured) Unwrap() error        { return m.error }
+func (m misconfigured) Is(target error) bool { return target == ErrMisconfigured }
+
 // FormatVersion is the version of the saved entries' encoding.
 const FormatVersion = 1
 

@@ -49,7 +49,7 @@ func TestTopicsCheckedAtStartup(t *testing.T) {
 	command := func(kc *kfake.Cluster) *exec.Cmd {
 		cmd := exec.CommandContext(ctx, bin, "run", "--kubeconfig", cp.Kubeconfig, "--cluster-name", "topics",
 			"--kinds", "configmaps,pods,nodes", "--namespace", ns, "--resync", "0", "--listen-address", "",
-			"--sink", "kafka", "--kafka-brokers", strings.Join(kc.ListenAddrs(), ","))
+			"--resume=false", "--sink", "kafka", "--kafka-brokers", strings.Join(kc.ListenAddrs(), ","))
 		cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
 		return cmd
 	}

@@ -50,6 +50,14 @@ const stateFetchBytes = 16 << 20
 // when all were acknowledged. Load reads every partition from its first
 // offset to its end offset as of the start of Load.
 func (s *Sink) StateStore(ctx context.Context, cluster string) (resume.Store, error) {
+	store, err := s.stateStore(ctx, cluster)
+	if errors.Is(err, ErrMissingTopics) || errors.Is(err, ErrStateTopicNotCompacted) {
+		err = resume.Misconfigured(err)
+	}
+	return store, err
+}
+
+func (s *Sink) stateStore(ctx context.Context, cluster string) (resume.Store, error) {
 	if cluster == "" {
 		return nil, errors.New("Kafka resume state: the cluster name is empty (set --cluster-name)")
 	}
