@@ -437,6 +437,12 @@ type verdict struct {
 	dropped                      []string
 }
 
+// objectsMatch reports whether the consumer holds exactly the apiserver's
+// objects at their resourceVersions.
+func (v verdict) objectsMatch() bool {
+	return len(v.missing)+len(v.extra)+len(v.staleRV) == 0
+}
+
 func (v verdict) ok() bool {
 	return len(v.missing)+len(v.extra)+len(v.staleRV)+len(v.undeleted)+len(v.dropped) == 0
 }
@@ -555,11 +561,17 @@ func awaitExact(ctx context.Context, t *testing.T, r *reader, client kubernetes.
 		r.mu.Lock()
 		quietFor := time.Since(r.lastRecord)
 		r.mu.Unlock()
-		if v.ok() {
+		// The objects match; deletes that never came and REPLAY_END
+		// removals cannot be undone by waiting longer.
+		if v.objectsMatch() {
 			if exactSince.IsZero() {
 				exactSince, endsAtExact = time.Now(), ends
 			}
 			if time.Since(exactSince) >= q.settle && ends-endsAtExact >= q.rounds && quietFor >= q.quiet {
+				if !v.ok() {
+					t.Fatalf("consumer holds the apiserver's objects but broke the contract on the way:\n%s\nkubestream output:\n%s",
+						r.describe(v, truth), b.tail(60))
+				}
 				t.Logf("exact after %s: %s", time.Since(start).Round(100*time.Millisecond), v.counts())
 				return v
 			}

@@ -3,7 +3,6 @@ package faults
 import (
 	"context"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -100,9 +99,6 @@ func TestBrokerOutageLongerThanResync(t *testing.T) {
 		t.Logf("/readyz 503 %s into the outage: %q", unreadyAfter.Round(10*time.Millisecond), unreadyBody)
 		if unreadyAfter < 2*time.Second {
 			t.Errorf("/readyz turned 503 after %s of outage, before --unready-after 2s", unreadyAfter)
-		}
-		if !strings.Contains(unreadyBody, "failing") {
-			t.Errorf("/readyz body during the outage %q does not say publishing is failing", unreadyBody)
 		}
 	}
 	took, _ = b.awaitReadyz(ctx, t, http.StatusOK, 60*time.Second, "after the outage")
