@@ -68,8 +68,8 @@ test: verify controlplane ## every test: static checks, unit, integration agains
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 .PHONY: e2e
-e2e: controlplane ## black-box tests of the built binary (stdout, Kafka, NATS, deploy manifests)
-	$(GO) test -count=1 -timeout 15m ./test/e2e/... ./test/kafka/... ./test/nats/... ./test/deploy/...
+e2e: controlplane ## black-box tests of the built binary (stdout, Kafka, NATS, fault runs, deploy manifests)
+	$(GO) test -count=1 -timeout 15m ./test/e2e/... ./test/kafka/... ./test/nats/... ./test/faults/... ./test/deploy/...
 
 .PHONY: property
 property: ## the consumer-contract property test with 1000 seeds (CI runs 25); PROPERTY_SEEDS=N to change

@@ -189,6 +189,9 @@ type Pipeline struct {
 	// failing are the queued items whose last attempt failed.
 	failing   map[*item]struct{}
 	lastError string
+	// waiting are the items waiting out their backoff, with their timers.
+	waiting  map[*item]*time.Timer
+	lastWake time.Time
 
 	enqueued, published, retried, coalesced, cancelled, lost atomic.Uint64
 	deletesIdentityOnly, deletesLost, markersForced          atomic.Uint64
@@ -572,6 +575,7 @@ func (p *Pipeline) worker(ctx context.Context) {
 		if results == nil {
 			results = p.sink.Publish(ctx, events)
 		}
+		acked := false
 		for i, it := range sent {
 			var err error
 			if results != nil {
@@ -579,6 +583,7 @@ func (p *Pipeline) worker(ctx context.Context) {
 			}
 			switch {
 			case err == nil:
+				acked = true
 				p.published.Add(1)
 				if p.opts.OnAcknowledged != nil {
 					p.opts.OnAcknowledged(it.ev, it.enqueued)
@@ -605,9 +610,61 @@ func (p *Pipeline) worker(ctx context.Context) {
 				if it.attempts == 1 || it.attempts%10 == 0 {
 					logger.Info("Publish failed, retrying", "key", it.key, "eventID", it.ev.GetId(), "attempt", it.attempts, "retryIn", delay, "err", err.Error())
 				}
-				time.AfterFunc(delay, func() { p.release(it) })
+				p.backOff(it, delay)
 			}
 		}
+		if acked {
+			p.wakeBackedOff()
+		}
+	}
+}
+
+// wakeInterval bounds how often a successful publish wakes the changes
+// waiting out their backoff.
+const wakeInterval = time.Second
+
+// backOff schedules it's retry after delay.
+func (p *Pipeline) backOff(it *item, delay time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.waiting == nil {
+		p.waiting = map[*item]*time.Timer{}
+	}
+	p.waiting[it] = time.AfterFunc(delay, func() { p.retryNow(it) })
+}
+
+// retryNow makes a backed-off item dispatchable, once.
+func (p *Pipeline) retryNow(it *item) {
+	p.mu.Lock()
+	t, ok := p.waiting[it]
+	if ok {
+		delete(p.waiting, it)
+	}
+	p.mu.Unlock()
+	if ok {
+		t.Stop()
+		p.release(it)
+	}
+}
+
+// wakeBackedOff retries the changes waiting out their backoff now: a
+// publish just succeeded, so the broker is (at least partly) back, and a
+// change need not wait up to MaxBackoff more. A key that keeps failing is
+// woken at most once per wakeInterval.
+func (p *Pipeline) wakeBackedOff() {
+	p.mu.Lock()
+	if len(p.waiting) == 0 || time.Since(p.lastWake) < wakeInterval {
+		p.mu.Unlock()
+		return
+	}
+	p.lastWake = time.Now()
+	its := make([]*item, 0, len(p.waiting))
+	for it := range p.waiting {
+		its = append(its, it)
+	}
+	p.mu.Unlock()
+	for _, it := range its {
+		p.retryNow(it)
 	}
 }
 

@@ -498,3 +498,31 @@ func TestRefusedDeleteIsPublishedAsItsIdentity(t *testing.T) {
 		})
 	}
 }
+
+// Once a publish succeeds again, changes waiting out a long backoff are
+// retried at once instead of up to MaxBackoff later: the stream catches up
+// as soon as the broker is back.
+func TestSuccessWakesChangesWaitingOutTheirBackoff(t *testing.T) {
+	sink := &recordingSink{fail: func(ev *kubestreamv1.Event, attempt int) error {
+		if ev.GetObject().GetName() != "c" && attempt == 1 {
+			return errors.New("broker unreachable")
+		}
+		return nil
+	}}
+	// Backoff of an hour: without the wake, a and b would not make it.
+	p := start(t, sink, pipeline.Options{MinBackoff: time.Hour, MaxBackoff: time.Hour})
+	p.Enqueue(cmChange(change.Created, "a", "ua", 1))
+	p.Enqueue(cmChange(change.Created, "b", "ub", 1))
+	deadline := time.Now().Add(10 * time.Second)
+	for p.Stats().Failing < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("a and b did not fail first: %+v", p.Stats())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	p.Enqueue(cmChange(change.Created, "c", "uc", 1))
+	waitIdle(t, p)
+	if n := len(sink.events()); n != 3 {
+		t.Fatalf("published %d events, want 3", n)
+	}
+}
