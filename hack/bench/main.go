@@ -625,6 +625,9 @@ type kubestream struct {
 	metricsAddr string
 	exited      chan struct{}
 	stderrDone  chan struct{}
+	// readDone is closed once the events' pipe (kubestream's stdout, or the
+	// reader's) reached its end: Wait closes the pipe, so it must come after.
+	readDone    chan struct{}
 	stoppedLine string
 }
 
@@ -674,6 +677,7 @@ func startKubestream(binary string, args, readerArgs []string, logPath string) (
 		}
 	}()
 	readDone := make(chan struct{})
+	ks.readDone = readDone
 	if readerArgs == nil {
 		go func() {
 			defer close(readDone)
@@ -738,11 +742,22 @@ func (ks *kubestream) stop(timeout time.Duration) (int, error) {
 	}
 	if ks.reader != nil {
 		_ = ks.reader.Process.Signal(syscall.SIGTERM)
+		// Read the reader's output to its end before Wait closes the pipe
+		// (otherwise the last read fails with "file already closed").
+		select {
+		case <-ks.readDone:
+		case <-time.After(timeout):
+			_ = ks.reader.Process.Kill()
+			<-ks.readDone
+		}
 		_ = ks.reader.Wait()
 		ks.reader = nil
 	}
-	if ks.rec.err != nil {
-		return -1, fmt.Errorf("read kubestream's stdout: %w", ks.rec.err)
+	ks.rec.mu.Lock()
+	recErr := ks.rec.err
+	ks.rec.mu.Unlock()
+	if recErr != nil {
+		return -1, fmt.Errorf("read kubestream's stdout: %w", recErr)
 	}
 	if !strings.Contains(ks.stoppedLine, "leftUnpublished=0") {
 		return -1, fmt.Errorf("kubestream's last words were not \"Stopped ... leftUnpublished=0\" (%q); log: %s", ks.stoppedLine, ks.logPath)
