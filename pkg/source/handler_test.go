@@ -204,10 +204,20 @@ func TestResumeSendsTheDifference(t *testing.T) {
 	}
 }
 
-// With saved positions and nothing changed, a resume sends no object event.
+type countingDeriver struct{ n int }
+
+func (d *countingDeriver) Derive(c *change.Change) []*change.Change {
+	d.n++
+	return echoDeriver{}.Derive(c)
+}
+
+// With saved positions and nothing changed, a resume sends no object event,
+// and derivers still learn every object (so image-storage alerts that were
+// firing before the restart do not fire again).
 func TestResumeWithNothingChangedSendsNoObjectEvents(t *testing.T) {
 	q := &sliceQueue{}
-	h := newHandler(q)
+	d := &countingDeriver{}
+	h := newHandler(q, d)
 	h.w.active = false
 	saved := resume.Positions{}
 	for i := range 50 {
@@ -220,5 +230,8 @@ func TestResumeWithNothingChangedSendsNoObjectEvents(t *testing.T) {
 		if !c.IsMarker() {
 			t.Fatalf("resume with nothing changed sent %s %s", c.Op, c.Key())
 		}
+	}
+	if d.n != 50 {
+		t.Fatalf("derivers saw %d objects, want all 50", d.n)
 	}
 }

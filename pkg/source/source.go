@@ -311,6 +311,13 @@ func (s *Source) Activate(ctx context.Context, opts ActivateOptions) ActivateSta
 				st.Updated[res]++
 			default:
 				st.Equal[res]++
+				// Nothing to send, but derivers (image-storage alert state)
+				// learn the object as a restart found it, so an alert that
+				// was firing does not fire again at the next heartbeat.
+				prime := &change.Change{Kind: w.kind, Op: change.Snapshot, Object: obj, ObservedAt: now}
+				for _, d := range s.opts.Derivers {
+					_ = d.Derive(prime)
+				}
 			}
 		}
 		for key, entries := range opts.Saved {
