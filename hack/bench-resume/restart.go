@@ -217,19 +217,19 @@ func restartScenario(ctx context.Context, o options, sink string) (restartResult
 		return res, err
 	}
 	burst := names[200:300]
-	if err := r.burst(ctx, p, burst); err != nil {
+	if changed, err = r.burstAndKill(ctx, p, burst, 1, 0, 100, "new2"); err != nil {
 		return res, err
 	}
-	written := p.metric("kubestream_state_positions_written_total") - r.last().StateWritten
-	r.bus.detach()
-	p.kill()
-	r.last().Stop = fmt.Sprintf("SIGKILL right after its %d live updates were read back (%.0f positions saved since the round)", len(burst), written)
-	changed, err = r.change(ctx, 100, "new2")
-	if err != nil {
-		return res, err
-	}
-	changed["liveUpdatesBeforeKill"] = len(burst)
 	if p, err = r.start(ctx, "restart after SIGKILL, 1 % changed while down", nil, changed); err != nil {
+		return res, err
+	}
+
+	// 6. The same, but SIGKILL 1.5 s after the live updates were read
+	// back, longer than the state's flush interval (1 s).
+	if changed, err = r.burstAndKill(ctx, p, burst, 2, 1500*time.Millisecond, 300, "new3"); err != nil {
+		return res, err
+	}
+	if p, err = r.start(ctx, "restart after a SIGKILL 1.5 s after the live updates, 1 % changed while down", nil, changed); err != nil {
 		return res, err
 	}
 	if err := r.stop(p, "SIGTERM"); err != nil {
@@ -387,12 +387,39 @@ func (r *restart) change(ctx context.Context, from int, newPrefix string) (map[s
 	return map[string]int{"UPDATED": upd, "DELETED": del, "CREATED": add}, nil
 }
 
-// burst updates pods while p runs and waits until every update was read back.
-func (r *restart) burst(ctx context.Context, p *proc, pods []string) error {
+// burstAndKill updates pods while p runs, waits until every update was read
+// back and then for wait, SIGKILLs p and changes 1 % of the pods from the
+// from'th on (new ones named newPrefix-N).
+func (r *restart) burstAndKill(ctx context.Context, p *proc, pods []string, value int, wait time.Duration, from int, newPrefix string) (map[string]int, error) {
+	if err := r.burst(ctx, p, pods, value); err != nil {
+		return nil, err
+	}
+	if err := sleep(ctx, wait); err != nil {
+		return nil, err
+	}
+	written := p.metric("kubestream_state_positions_written_total") - r.last().StateWritten
+	r.bus.detach()
+	p.kill()
+	r.last().Stop = fmt.Sprintf("SIGKILL %s after its %d live updates were read back (%.0f positions saved since the round)", secs(wait.Seconds()), len(pods), written)
+	if wait == 0 {
+		r.last().Stop = fmt.Sprintf("SIGKILL right after its %d live updates were read back (%.0f positions saved since the round)", len(pods), written)
+	}
+	changed, err := r.change(ctx, from, newPrefix)
+	if err != nil {
+		return nil, err
+	}
+	changed["liveUpdatesBeforeKill"] = len(pods)
+	return changed, nil
+}
+
+// burst updates pods while p runs (label burst=value) and waits until every
+// update was read back.
+func (r *restart) burst(ctx context.Context, p *proc, pods []string, value int) error {
 	var mu sync.Mutex
 	var want []string
+	patch := []byte(fmt.Sprintf(`{"metadata":{"labels":{"burst":"%d"}}}`, value))
 	err := r.parallel(ctx, pods, func(ctx context.Context, name string) error {
-		obj, err := r.client.CoreV1().Pods(r.ns).Patch(ctx, name, types.MergePatchType, []byte(`{"metadata":{"labels":{"burst":"1"}}}`), metav1.PatchOptions{})
+		obj, err := r.client.CoreV1().Pods(r.ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
 		if err != nil {
 			return err
 		}
