@@ -89,8 +89,9 @@ image: ## build the container image (needs a Docker engine)
 	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$$(git rev-parse HEAD) --build-arg CREATED=$$(date -u +%FT%TZ) -t kubestream:$(VERSION) .
 
 .PHONY: bench
-bench: controlplane ## performance: the end-to-end load harness and Go benchmarks (figures in docs/)
+bench: controlplane ## performance: the end-to-end load harness, restart and failover (about 12 min), Go benchmarks (figures in docs/)
 	$(GO) run ./hack/bench
+	$(GO) run ./hack/bench-resume
 	$(GO) test -run '^$$' -bench . -benchmem ./test/bench/ ./pkg/imagestorage/
 	$(GO) test -run '^$$' -bench KafkaSink -benchmem ./pkg/sink/kafka/
 	$(GO) test -run '^$$' -bench . -benchtime 4s ./pkg/sink/nats/
