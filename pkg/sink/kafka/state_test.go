@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"os/exec"
 	"strings"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kubestream/kubestream/pkg/resume"
+	"github.com/kubestream/kubestream/pkg/resume/resumetest"
 	"github.com/kubestream/kubestream/pkg/sink/kafka"
 )
 
@@ -33,70 +33,36 @@ func stateStore(t testing.TB, ctx context.Context, s *kafka.Sink, cluster string
 	return st
 }
 
-func write(t testing.TB, ctx context.Context, st resume.Store, puts map[string]resume.Entry, deletes ...string) {
-	t.Helper()
-	if err := st.Write(ctx, puts, deletes); err != nil {
-		t.Fatalf("Write: %v", err)
-	}
-}
-
-func load(t testing.TB, ctx context.Context, st resume.Store) map[string]resume.Entry {
-	t.Helper()
-	got, err := st.Load(ctx)
-	if err != nil {
-		t.Fatalf("Load: %v", err)
-	}
-	return got
-}
-
-func wantState(t testing.TB, got, want map[string]resume.Entry) {
-	t.Helper()
-	if maps.Equal(got, want) {
-		return
-	}
-	for k, w := range want {
-		if g, ok := got[k]; !ok {
-			t.Errorf("missing %s (want %+v)", k, w)
-		} else if g != w {
-			t.Errorf("%s = %+v, want %+v", k, g, w)
+// TestStateStoreConformance runs the suite every store passes, each
+// subtest on a new kfake cluster (3 brokers, 3-partition topics). Every
+// open is a new sink (another process, or the replica that takes over);
+// all but the first run without --kafka-create-topics, so they use the
+// topic that exists by then.
+func TestStateStoreConformance(t *testing.T) {
+	t.Log("Kafka: kfake, 3 brokers, 3 partitions")
+	resumetest.Conformance(t, func(t *testing.T) resumetest.Open {
+		o := testOptions(newCluster(t))
+		return func(t *testing.T, cluster string) resume.Store {
+			ctx := testContext(t)
+			s := openSink(t, ctx, o)
+			o.CreateTopics = false
+			return stateStore(t, ctx, s, cluster)
 		}
-	}
-	for k, g := range got {
-		if _, ok := want[k]; !ok {
-			t.Errorf("unexpected %s = %+v", k, g)
-		}
-	}
-	t.FailNow()
+	})
 }
 
-func entry(uid, rv string) resume.Entry { return resume.Entry{UID: uid, ResourceVersion: rv} }
-
-// awkwardKeys are object keys with dots, empty namespaces and characters
-// that mean something elsewhere (NATS subjects, key separators).
-var awkwardKeys = map[string]resume.Entry{
-	"pods/default/web-0":                         entry("u1", "100"),
-	"configmaps/kube-system/kube-root-ca.crt":    entry("u2", "101"),
-	"nodes//ip-10-0-0-1.ec2.internal":            entry("u3", "102"),
-	"nodes//node-a":                              entry("u4", "103"),
-	"deployments/team.a/api.v2":                  entry("u5", "104"),
-	"configmaps/default/dots...and-dashes_under": entry("u6", "105"),
-	// Store keys are opaque: the tracker may add the uid.
-	"pods/default/web-1/0b3c6d2e-1111-4a5b-9c3d-000000000001": entry("0b3c6d2e-1111-4a5b-9c3d-000000000001", "106"),
-	"nodes//node-b/0b3c6d2e-1111-4a5b-9c3d-000000000002":      entry("0b3c6d2e-1111-4a5b-9c3d-000000000002", ""),
-	"odd/key with spaces/%2F/and/more/slashes":                entry("u9", "107"),
-}
-
-func TestStateStoreRoundTrip(t *testing.T) {
+// TestStateRecordLayout: the records are what docs/kafka.md says:
+// <cluster>/<store key>, {"v":1,...}; every record of a key in one
+// partition.
+func TestStateRecordLayout(t *testing.T) {
 	ctx := testContext(t)
 	c := newCluster(t)
 	s := openSink(t, ctx, testOptions(c))
 	st := stateStore(t, ctx, s, "prod")
-	wantState(t, load(t, ctx, st), map[string]resume.Entry{})
-	write(t, ctx, st, awkwardKeys)
-	wantState(t, load(t, ctx, st), awkwardKeys)
+	awkwardKeys := resumetest.AwkwardKeys()
+	resumetest.Write(t, ctx, st, awkwardKeys)
+	resumetest.WantState(t, resumetest.Load(t, ctx, st), awkwardKeys)
 
-	// The records are what docs/kafka.md says: <cluster>/<object key>,
-	// {"v":1,...}; every record of a key in one partition.
 	recs := readTopic(t, ctx, c.ListenAddrs(), "kubestream.state")
 	if len(recs) != len(awkwardKeys) {
 		t.Fatalf("state topic holds %d records, want %d", len(recs), len(awkwardKeys))
@@ -113,110 +79,6 @@ func TestStateStoreRoundTrip(t *testing.T) {
 			t.Errorf("record %s = %s: not the versioned format", r.Key, r.Value)
 		}
 	}
-}
-
-func TestStateStoreLaterWritesWinAndDeletesRemove(t *testing.T) {
-	ctx := testContext(t)
-	c := newCluster(t)
-	s := openSink(t, ctx, testOptions(c))
-	st := stateStore(t, ctx, s, "prod")
-	model := resume.NewMemoryStore()
-	steps := []struct {
-		puts    map[string]resume.Entry
-		deletes []string
-	}{
-		{puts: map[string]resume.Entry{"pods/a/x": entry("1", "1"), "pods/a/y": entry("2", "1"), "nodes//n.1": entry("3", "1")}},
-		{puts: map[string]resume.Entry{"pods/a/x": entry("1", "2")}, deletes: []string{"pods/a/y"}},
-		// A delete of something never written, and a re-create under a new uid.
-		{puts: map[string]resume.Entry{"pods/a/y": entry("4", "7")}, deletes: []string{"pods/b/never", "nodes//n.1"}},
-		{deletes: []string{"pods/a/x"}},
-		{puts: map[string]resume.Entry{"nodes//n.1": entry("5", "9"), "pods/a/x": entry("6", "10")}},
-		// Put and delete of one key in one batch: the put wins, as in the
-		// memory store.
-		{puts: map[string]resume.Entry{"pods/a/z": entry("7", "11")}, deletes: []string{"pods/a/z", "pods/a/y"}},
-	}
-	for i, step := range steps {
-		write(t, ctx, st, step.puts, step.deletes...)
-		if err := model.Write(ctx, step.puts, step.deletes); err != nil {
-			t.Fatal(err)
-		}
-		want, _ := model.Load(ctx)
-		t.Logf("step %d: %d positions", i, len(want))
-		wantState(t, load(t, ctx, st), want)
-	}
-}
-
-func TestStateStoreReopenedLoadsTheSame(t *testing.T) {
-	ctx := testContext(t)
-	c := newCluster(t)
-	o := testOptions(c)
-	s1 := openSink(t, ctx, o)
-	st1 := stateStore(t, ctx, s1, "prod")
-	write(t, ctx, st1, awkwardKeys)
-	write(t, ctx, st1, map[string]resume.Entry{"pods/default/web-0": entry("u1", "200")}, "nodes//node-a")
-	want := load(t, ctx, st1)
-
-	// Another process (a restart, or the replica that takes over) with a
-	// topic that exists now, even without --kafka-create-topics.
-	o.CreateTopics = false
-	s2 := openSink(t, ctx, o)
-	st2 := stateStore(t, ctx, s2, "prod")
-	wantState(t, load(t, ctx, st2), want)
-	if _, ok := want["nodes//node-a"]; ok || want["pods/default/web-0"].ResourceVersion != "200" {
-		t.Fatalf("first store loaded %v", want)
-	}
-}
-
-func TestStateStoreClustersAreIsolated(t *testing.T) {
-	ctx := testContext(t)
-	c := newCluster(t)
-	s := openSink(t, ctx, testOptions(c))
-	// "prod/eu" starts with "prod/": it must still not leak into "prod",
-	// whatever the store keys look like.
-	clusters := []string{"prod", "prod/eu", "staging", "prod%2Feu"}
-	stores := map[string]resume.Store{}
-	for _, cl := range clusters {
-		stores[cl] = stateStore(t, ctx, s, cl)
-	}
-	own := func(i int, cl string) map[string]resume.Entry {
-		name := strings.ReplaceAll(cl, "/", "-") // names have no slashes
-		return map[string]resume.Entry{
-			"pods/default/web-0":         entry(cl+"-u", fmt.Sprint(i)),
-			"pods/eu/only-" + name:       entry(cl+"-v", "1"),
-			"nodes//node." + name + ".x": entry(cl+"-w", "1"),
-			"eu/pods/default/web-0":      entry(cl+"-x", "1"),
-		}
-	}
-	for i, cl := range clusters {
-		write(t, ctx, stores[cl], own(i, cl))
-	}
-	write(t, ctx, stores["staging"], nil, "pods/default/web-0")
-	for i, cl := range clusters {
-		want := own(i, cl)
-		if cl == "staging" {
-			delete(want, "pods/default/web-0")
-		}
-		wantState(t, load(t, ctx, stores[cl]), want)
-	}
-}
-
-func TestStateStoreTenThousandPutsInOneWrite(t *testing.T) {
-	ctx := testContext(t)
-	c := newCluster(t)
-	s := openSink(t, ctx, testOptions(c))
-	st := stateStore(t, ctx, s, "prod")
-	puts := make(map[string]resume.Entry, 10000)
-	for i := range 10000 {
-		puts[fmt.Sprintf("pods/ns-%d/pod-%d.abc", i%37, i)] = entry(fmt.Sprintf("0b3c6d2e-%08d", i), fmt.Sprint(1000000+i))
-	}
-	start := time.Now()
-	write(t, ctx, st, puts)
-	wrote := time.Since(start)
-	start = time.Now()
-	got := load(t, ctx, st)
-	loaded := time.Since(start)
-	t.Logf("Kafka (kfake, 3 brokers, 3 partitions): Write of 10,000 puts %s, Load of 10,000 positions %s", wrote, loaded)
-	wantState(t, got, puts)
 }
 
 func TestStateStoreMissingTopicWithoutCreation(t *testing.T) {
@@ -257,7 +119,7 @@ func TestStateStoreCreatesCompactedTopic(t *testing.T) {
 	o.TopicConfig = []string{"cleanup.policy=delete", "retention.ms=3600000"}
 	s := openSink(t, ctx, o)
 	st := stateStore(t, ctx, s, "prod")
-	write(t, ctx, st, awkwardKeys)
+	resumetest.Write(t, ctx, st, resumetest.AwkwardKeys())
 	if got := topicConfig(t, ctx, c, "k8s.state", "cleanup.policy"); got != "compact" {
 		t.Errorf("created state topic has cleanup.policy=%q, want compact", got)
 	}
@@ -269,7 +131,7 @@ func TestStateStoreCreatesCompactedTopic(t *testing.T) {
 	o.StateTopic = "resume-positions"
 	s2 := openSink(t, ctx, o)
 	st2 := stateStore(t, ctx, s2, "prod")
-	wantState(t, load(t, ctx, st2), map[string]resume.Entry{})
+	resumetest.WantState(t, resumetest.Load(t, ctx, st2), map[string]resume.Entry{})
 	if got := topicConfig(t, ctx, c, "resume-positions", "cleanup.policy"); got != "compact" {
 		t.Errorf("created state topic has cleanup.policy=%q, want compact", got)
 	}
@@ -305,13 +167,13 @@ func TestStateStoreAfterCompaction(t *testing.T) {
 	st := stateStore(t, ctx, s, "prod")
 	model := resume.NewMemoryStore()
 	apply := func(puts map[string]resume.Entry, deletes ...string) {
-		write(t, ctx, st, puts, deletes...)
+		resumetest.Write(t, ctx, st, puts, deletes...)
 		model.Write(ctx, puts, deletes)
 	}
 	for round := range 5 {
 		puts := map[string]resume.Entry{}
 		for i := range 40 {
-			puts[fmt.Sprintf("pods/ns/p-%d", i)] = entry(fmt.Sprint(i), fmt.Sprint(round))
+			puts[fmt.Sprintf("pods/ns/p-%d", i)] = resumetest.Entry(fmt.Sprint(i), fmt.Sprint(round))
 		}
 		apply(puts)
 	}
@@ -320,7 +182,7 @@ func TestStateStoreAfterCompaction(t *testing.T) {
 		dels = append(dels, fmt.Sprintf("pods/ns/p-%d", i))
 	}
 	apply(nil, dels...)
-	apply(map[string]resume.Entry{"pods/ns/p-1": entry("1", "last")})
+	apply(map[string]resume.Entry{"pods/ns/p-1": resumetest.Entry("1", "last")})
 	before := countRecords(t, ctx, c, "kubestream.state")
 	c.Compact()
 	after := countRecords(t, ctx, c, "kubestream.state")
@@ -329,7 +191,7 @@ func TestStateStoreAfterCompaction(t *testing.T) {
 		t.Fatalf("compaction removed nothing (%d records before, %d after)", before, after)
 	}
 	want, _ := model.Load(ctx)
-	wantState(t, load(t, ctx, st), want)
+	resumetest.WantState(t, resumetest.Load(t, ctx, st), want)
 }
 
 // TestStateStorePartitionsAdded: after partitions were added to the state
@@ -346,9 +208,9 @@ func TestStateStorePartitionsAdded(t *testing.T) {
 	st1 := stateStore(t, ctx, s1, "prod")
 	puts := map[string]resume.Entry{}
 	for i := range 60 {
-		puts[fmt.Sprintf("pods/ns/p-%d", i)] = entry(fmt.Sprint(i), "1")
+		puts[fmt.Sprintf("pods/ns/p-%d", i)] = resumetest.Entry(fmt.Sprint(i), "1")
 	}
-	write(t, ctx, st1, puts)
+	resumetest.Write(t, ctx, st1, puts)
 
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
 	if err != nil {
@@ -369,18 +231,18 @@ func TestStateStorePartitionsAdded(t *testing.T) {
 
 	s2 := openSink(t, ctx, o)
 	st2 := stateStore(t, ctx, s2, "prod")
-	wantState(t, load(t, ctx, st2), puts)
+	resumetest.WantState(t, resumetest.Load(t, ctx, st2), puts)
 	var others []string
 	for k := range puts {
 		if k != "pods/ns/p-0" {
 			others = append(others, k)
 		}
 	}
-	write(t, ctx, st2, map[string]resume.Entry{"pods/ns/p-0": entry("0", "2")}, others...)
+	resumetest.Write(t, ctx, st2, map[string]resume.Entry{"pods/ns/p-0": resumetest.Entry("0", "2")}, others...)
 	// A second batch, so compaction may clean the first ones.
-	write(t, ctx, st2, map[string]resume.Entry{"pods/ns/new": entry("n", "1")})
+	resumetest.Write(t, ctx, st2, map[string]resume.Entry{"pods/ns/new": resumetest.Entry("n", "1")})
 	c.Compact()
-	wantState(t, load(t, ctx, st2), map[string]resume.Entry{"pods/ns/p-0": entry("0", "2"), "pods/ns/new": entry("n", "1")})
+	resumetest.WantState(t, resumetest.Load(t, ctx, st2), map[string]resume.Entry{"pods/ns/p-0": resumetest.Entry("0", "2"), "pods/ns/new": resumetest.Entry("n", "1")})
 }
 
 func TestStateStoreWriteFailsWhenTheBrokerIsGone(t *testing.T) {
@@ -403,7 +265,7 @@ func TestStateStoreWriteFailsWhenTheBrokerIsGone(t *testing.T) {
 	c.Close()
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	err = st.Write(wctx, map[string]resume.Entry{"pods/a/b": entry("1", "1")}, nil)
+	err = st.Write(wctx, map[string]resume.Entry{"pods/a/b": resumetest.Entry("1", "1")}, nil)
 	if err == nil {
 		t.Fatal("Write to a stopped broker succeeded")
 	}
@@ -535,9 +397,9 @@ func TestStateTopicReadableWithKcat(t *testing.T) {
 	o.Partitions = 1 // kcat's output order is the write order
 	s := openSink(t, ctx, o)
 	st := stateStore(t, ctx, s, "prod")
-	write(t, ctx, st, map[string]resume.Entry{"pods/shop/web-0/uid-1": entry("uid-1", "48213")})
-	write(t, ctx, st, map[string]resume.Entry{"nodes//node-1/uid-2": entry("uid-2", "")})
-	write(t, ctx, st, nil, "nodes//node-1/uid-2")
+	resumetest.Write(t, ctx, st, map[string]resume.Entry{"pods/shop/web-0/uid-1": resumetest.Entry("uid-1", "48213")})
+	resumetest.Write(t, ctx, st, map[string]resume.Entry{"nodes//node-1/uid-2": resumetest.Entry("uid-2", "")})
+	resumetest.Write(t, ctx, st, nil, "nodes//node-1/uid-2")
 	out := run(t, ctx, nil, "kcat", "-C", "-b", o.Brokers[0], "-t", "kubestream.state", "-o", "beginning", "-e", "-q", "-Z", "-f", `%k %s\n`)
 	t.Logf("kcat -C -t kubestream.state -Z -f '%%k %%s\\n':\n%s", out)
 	want := `prod/pods/shop/web-0/uid-1 {"v":1,"uid":"uid-1","rv":"48213"}
