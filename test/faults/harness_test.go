@@ -116,6 +116,7 @@ func newKafka(t *testing.T, opts ...kfake.Opt) *kfake.Cluster {
 
 type binary struct {
 	cmd    *exec.Cmd
+	args   []string // kubestream's command line, for restart
 	stderr *testbin.SyncBuffer
 	exited chan struct{}
 	err    error // valid after exited is closed
@@ -137,11 +138,44 @@ func freeAddr(t *testing.T) string {
 // flags, serving /readyz on a free port.
 func startBinary(t *testing.T, kubeconfig string, brokers []string, ns string, extra ...string) *binary {
 	t.Helper()
-	b := &binary{stderr: &testbin.SyncBuffer{}, exited: make(chan struct{}), addr: freeAddr(t)}
-	args := append([]string{"run", "--kubeconfig", kubeconfig, "--cluster-name", "faults",
-		"--kinds", "configmaps,pods", "--namespace", ns, "--listen-address", b.addr,
-		"--sink", "kafka", "--kafka-brokers", strings.Join(brokers, ","),
-		"--kafka-create-topics", "--kafka-topic-partitions", "3"}, extra...)
+	return startSink(t, kubeconfig, ns, append([]string{"--sink", "kafka", "--kafka-brokers", strings.Join(brokers, ","),
+		"--kafka-create-topics", "--kafka-topic-partitions", "3"}, extra...)...)
+}
+
+// startSink runs `kubestream run` with the given sink flags (and any
+// others), serving /readyz on a free port.
+func startSink(t *testing.T, kubeconfig, ns string, sinkArgs ...string) *binary {
+	t.Helper()
+	addr := freeAddr(t)
+	return startKubestream(t, addr, append([]string{"run", "--kubeconfig", kubeconfig, "--cluster-name", "faults",
+		"--kinds", "configmaps,pods", "--namespace", ns, "--listen-address", addr}, sinkArgs...))
+}
+
+// restart runs kubestream again with the same command line (and so the same
+// --listen-address) after this process exited.
+func (b *binary) restart(t *testing.T) *binary {
+	t.Helper()
+	select {
+	case <-b.exited:
+	default:
+		t.Fatalf("restart of a kubestream that is still running")
+	}
+	return startKubestream(t, b.addr, b.args)
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (b *binary) kill(t *testing.T) {
+	t.Helper()
+	if err := b.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-b.exited
+}
+
+// startKubestream runs the binary with args; addr is its --listen-address.
+func startKubestream(t *testing.T, addr string, args []string) *binary {
+	t.Helper()
+	b := &binary{args: args, stderr: &testbin.SyncBuffer{}, exited: make(chan struct{}), addr: addr}
 	b.cmd = exec.Command(binPath, args...)
 	b.cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
 	b.cmd.Stderr = b.stderr
@@ -209,6 +243,13 @@ func (b *binary) metric(name string) string {
 	return "?"
 }
 
+// metricValue returns the value of one unlabelled metric from /metrics;
+// ok is false when the binary does not answer or lacks the metric.
+func (b *binary) metricValue(name string) (v float64, ok bool) {
+	f, err := strconv.ParseFloat(b.metric(name), 64)
+	return f, err == nil
+}
+
 // awaitReadyz polls /readyz until it answers want, and returns how long that
 // took and the body.
 func (b *binary) awaitReadyz(ctx context.Context, t *testing.T, want int, within time.Duration, what string) (time.Duration, string) {
@@ -267,12 +308,20 @@ func (e seenEvent) String() string {
 	return s
 }
 
-// reader consumes every partition of the event topics from the start
-// and applies each event to a contract.Streams keyed by topic/partition.
-type reader struct {
-	cl *kgo.Client
+// readEvent is one event as the reader applied it, in the order read.
+type readEvent struct {
+	at     time.Time // when the reader got it
+	stream string
+	offset int64
+	ev     *kubestreamv1.Event
+}
 
+// reader consumes every partition of the event topics from the start
+// and applies each event to a contract.Streams keyed by topic/partition
+// (or, from JetStream, to one stream: newNATSReader).
+type reader struct {
 	mu          sync.Mutex
+	log         []readEvent // every event applied, in the order read
 	streams     *contract.Streams
 	history     map[string][]seenEvent // by uid
 	keys        map[string]string      // uid -> key
@@ -298,19 +347,23 @@ func newReader(ctx context.Context, t *testing.T, brokers []string) *reader {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &reader{cl: cl, streams: contract.NewStreams(), history: map[string][]seenEvent{}, keys: map[string]string{},
-		fsuDeletes: map[string]bool{}, ids: map[string]int{}, rounds: map[string]bool{}}
+	r := emptyReader()
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go r.run(rctx, t, done)
+	go r.run(rctx, t, cl, done)
 	t.Cleanup(func() { cancel(); <-done; cl.Close() })
 	return r
 }
 
-func (r *reader) run(ctx context.Context, t *testing.T, done chan struct{}) {
+func emptyReader() *reader {
+	return &reader{streams: contract.NewStreams(), history: map[string][]seenEvent{}, keys: map[string]string{},
+		fsuDeletes: map[string]bool{}, ids: map[string]int{}, rounds: map[string]bool{}}
+}
+
+func (r *reader) run(ctx context.Context, t *testing.T, cl *kgo.Client, done chan struct{}) {
 	defer close(done)
 	for ctx.Err() == nil {
-		fetches := r.cl.PollFetches(ctx)
+		fetches := cl.PollFetches(ctx)
 		r.mu.Lock()
 		fetches.EachError(func(topic string, p int32, err error) {
 			if !errors.Is(err, context.Canceled) {
@@ -329,32 +382,37 @@ func (r *reader) run(ctx context.Context, t *testing.T, done chan struct{}) {
 				t.Errorf("record %s/%d@%d key %s: not a kubestream.v1.Event: %v", rec.Topic, rec.Partition, rec.Offset, rec.Key, err)
 				return
 			}
-			stream := fmt.Sprintf("%s/%d", rec.Topic, rec.Partition)
-			r.streams.Apply(stream, ev)
-			switch ev.GetOperation() {
-			case kubestreamv1.Operation_OPERATION_REPLAY_END:
-				r.rounds[ev.GetReplay().GetReplayId()] = true
-				if ev.GetReplay().GetReason() == kubestreamv1.ReplayReason_REPLAY_REASON_INITIAL {
-					r.initialEnds++
-				}
-				return
-			case kubestreamv1.Operation_OPERATION_REPLAY_BEGIN:
-				return
-			}
-			o := ev.GetObject()
-			if o == nil || ev.GetImageStorage() != nil {
-				return
-			}
-			r.ids[ev.GetId()]++
-			se := seenEvent{stream: stream, offset: rec.Offset, op: ev.GetOperation().String(), rv: o.GetResourceVersion(),
-				fsu: ev.GetChange().GetFinalStateUnknown()}
-			r.history[o.GetUid()] = append(r.history[o.GetUid()], se)
-			r.keys[o.GetUid()] = contract.Key(ev)
-			if se.fsu && ev.GetOperation() == kubestreamv1.Operation_OPERATION_DELETED {
-				r.fsuDeletes[o.GetUid()] = true
-			}
+			r.apply(fmt.Sprintf("%s/%d", rec.Topic, rec.Partition), rec.Offset, ev)
 		})
 		r.mu.Unlock()
+	}
+}
+
+// apply applies one event read from stream at offset; r.mu is held.
+func (r *reader) apply(stream string, offset int64, ev *kubestreamv1.Event) {
+	r.log = append(r.log, readEvent{at: time.Now(), stream: stream, offset: offset, ev: ev})
+	r.streams.Apply(stream, ev)
+	switch ev.GetOperation() {
+	case kubestreamv1.Operation_OPERATION_REPLAY_END:
+		r.rounds[ev.GetReplay().GetReplayId()] = true
+		if ev.GetReplay().GetReason() == kubestreamv1.ReplayReason_REPLAY_REASON_INITIAL {
+			r.initialEnds++
+		}
+		return
+	case kubestreamv1.Operation_OPERATION_REPLAY_BEGIN:
+		return
+	}
+	o := ev.GetObject()
+	if o == nil || ev.GetImageStorage() != nil {
+		return
+	}
+	r.ids[ev.GetId()]++
+	se := seenEvent{stream: stream, offset: offset, op: ev.GetOperation().String(), rv: o.GetResourceVersion(),
+		fsu: ev.GetChange().GetFinalStateUnknown()}
+	r.history[o.GetUid()] = append(r.history[o.GetUid()], se)
+	r.keys[o.GetUid()] = contract.Key(ev)
+	if se.fsu && ev.GetOperation() == kubestreamv1.Operation_OPERATION_DELETED {
+		r.fsuDeletes[o.GetUid()] = true
 	}
 }
 
@@ -397,6 +455,223 @@ func (r *reader) awaitInitialRound(ctx context.Context, t *testing.T, b *binary)
 		}
 	}
 	t.Fatalf("the initial round's REPLAY_END never arrived\nkubestream output:\n%s", b.tail(60))
+}
+
+// mark is a point in the reader's log.
+type mark struct {
+	n      int             // events read before it
+	begun  map[string]bool // replay ids whose REPLAY_BEGIN was read before it
+	at     time.Time
+	rounds int // REPLAY_END records applied before it (counts' rounds)
+}
+
+// mark returns the current end of the log.
+func (r *reader) mark() mark {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := mark{n: len(r.log), begun: map[string]bool{}, at: time.Now(), rounds: len(r.rounds)}
+	for _, e := range r.log {
+		if e.ev.GetOperation() == kubestreamv1.Operation_OPERATION_REPLAY_BEGIN {
+			m.begun[e.ev.GetReplay().GetReplayId()] = true
+		}
+	}
+	return m
+}
+
+// isObjectEvent reports whether ev carries an object's state (CREATED,
+// UPDATED, DELETED, SNAPSHOT), not a marker or an image-storage event.
+func isObjectEvent(ev *kubestreamv1.Event) bool {
+	switch ev.GetOperation() {
+	case kubestreamv1.Operation_OPERATION_REPLAY_BEGIN, kubestreamv1.Operation_OPERATION_REPLAY_END:
+		return false
+	}
+	return ev.GetObject() != nil && ev.GetImageStorage() == nil
+}
+
+func opName(ev *kubestreamv1.Event) string {
+	s := strings.TrimPrefix(ev.GetOperation().String(), "OPERATION_")
+	if ev.GetChange().GetFinalStateUnknown() {
+		s += "(final_state_unknown)"
+	}
+	return s
+}
+
+func (e readEvent) String() string {
+	o := e.ev.GetObject()
+	return fmt.Sprintf("%s@%d %s %s uid=%s rv=%s by %s", e.stream, e.offset, opName(e.ev), contract.Key(e.ev), o.GetUid(), o.GetResourceVersion(), e.ev.GetInstance())
+}
+
+// roundStats is one replay round as the reader read it.
+type roundStats struct {
+	id, reason, instance string
+	begins, ends         int       // copies of its markers read (one per Kafka partition)
+	beganAt, endedAt     time.Time // when its first REPLAY_BEGIN and its last REPLAY_END copy were read
+	// events are the object events read in a stream between the round's
+	// REPLAY_BEGIN and REPLAY_END copies of that stream.
+	events []readEvent
+}
+
+// ops counts the round's object events by operation.
+func (rs roundStats) ops() map[string]int {
+	out := map[string]int{}
+	for _, e := range rs.events {
+		out[opName(e.ev)]++
+	}
+	return out
+}
+
+// firstRoundAfter finds the first replay round begun after m (a replay id
+// whose REPLAY_BEGIN was not read before m). complete is true once copies
+// REPLAY_BEGIN copies were read and every stream that carried one also
+// carried the REPLAY_END.
+func (r *reader) firstRoundAfter(m mark, copies int) (rs roundStats, found, complete bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	open := map[string]bool{}
+	for _, e := range r.log[m.n:] {
+		ev := e.ev
+		rep := ev.GetReplay()
+		switch {
+		case ev.GetOperation() == kubestreamv1.Operation_OPERATION_REPLAY_BEGIN && !found && !m.begun[rep.GetReplayId()]:
+			found = true
+			rs.id, rs.reason, rs.instance, rs.beganAt = rep.GetReplayId(), strings.TrimPrefix(rep.GetReason().String(), "REPLAY_REASON_"), ev.GetInstance(), e.at
+			fallthrough
+		case found && ev.GetOperation() == kubestreamv1.Operation_OPERATION_REPLAY_BEGIN && rep.GetReplayId() == rs.id:
+			rs.begins++
+			open[e.stream] = true
+		case found && ev.GetOperation() == kubestreamv1.Operation_OPERATION_REPLAY_END && rep.GetReplayId() == rs.id:
+			rs.ends++
+			rs.endedAt = e.at
+			delete(open, e.stream)
+		case found && open[e.stream] && isObjectEvent(ev):
+			rs.events = append(rs.events, e)
+		}
+	}
+	return rs, found, found && rs.begins >= copies && len(open) == 0
+}
+
+// awaitRound waits until the first round begun after m is complete (see
+// firstRoundAfter) and returns it.
+func (r *reader) awaitRound(ctx context.Context, t *testing.T, m mark, copies int, b *binary, within time.Duration, what string) roundStats {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		b.alive(t)
+		rs, found, complete := r.firstRoundAfter(m, copies)
+		if complete {
+			return rs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not complete after %s (found %v: round %q reason %s, %d of %d REPLAY_BEGIN copies, %d REPLAY_END copies, %d object events so far)\nkubestream output:\n%s",
+				what, within, found, rs.id, rs.reason, rs.begins, copies, rs.ends, len(rs.events), b.tail(60))
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s: %v", what, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// objectEventsSince returns the object events read after m.
+func (r *reader) objectEventsSince(m mark) []readEvent {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []readEvent
+	for _, e := range r.log[m.n:] {
+		if isObjectEvent(e.ev) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// firstOf returns the first event published by instance read after m.
+func (r *reader) firstOf(instance string, m mark) (readEvent, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range r.log[m.n:] {
+		if e.ev.GetInstance() == instance {
+			return e, true
+		}
+	}
+	return readEvent{}, false
+}
+
+// eventCount returns how many events (object events, markers and
+// image-storage events) the reader applied.
+func (r *reader) eventCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.log)
+}
+
+// settledBefore returns, for every uid, the resourceVersion of its last
+// object event read at or before t.
+func (r *reader) settledBefore(t time.Time) map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]string{}
+	for _, e := range r.log {
+		if e.at.After(t) {
+			break
+		}
+		if isObjectEvent(e.ev) {
+			out[e.ev.GetObject().GetUid()] = e.ev.GetObject().GetResourceVersion()
+		}
+	}
+	return out
+}
+
+// eventsOf describes the events read for uid.
+func (r *reader) eventsOf(uid string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var sb strings.Builder
+	for _, e := range r.history[uid] {
+		fmt.Fprintf(&sb, " [%s]", e)
+	}
+	if sb.Len() == 0 {
+		return " (none)"
+	}
+	return sb.String()
+}
+
+// logFinal logs the final counts on both sides in one quotable line.
+func logFinal(t *testing.T, r *reader, v verdict, what string) {
+	t.Helper()
+	t.Logf("%s: consumer %d objects, apiserver %d, deleted %d, events %d", what, v.consumer, v.apiserver, v.deleted, r.eventCount())
+}
+
+// awaitSettledState waits until the binary's saved state holds want
+// positions and kubestream_state_positions_written_total has not moved for
+// 2 s, so a stop right after loses nothing that the next start must send.
+func (b *binary) awaitSettledState(ctx context.Context, t *testing.T, want int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	last, stableSince := -1.0, time.Now()
+	for {
+		b.alive(t)
+		n, _ := b.metricValue("kubestream_state_positions")
+		w, ok := b.metricValue("kubestream_state_positions_written_total")
+		if !ok || w != last {
+			last, stableSince = w, time.Now()
+		}
+		if ok && int(n) == want && time.Since(stableSince) >= 2*time.Second {
+			t.Logf("state settled: kubestream_state_positions %v, kubestream_state_positions_written_total %v, intents %s",
+				n, w, b.metric("kubestream_state_intents_written_total"))
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("state not settled after %s: kubestream_state_positions %v (want %d), written_total %v\nkubestream output:\n%s",
+				within, n, want, w, b.tail(40))
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // ---------------------------------------------------------------------------
