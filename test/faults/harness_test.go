@@ -120,7 +120,9 @@ type binary struct {
 	stderr *testbin.SyncBuffer
 	exited chan struct{}
 	err    error // valid after exited is closed
-	addr   string
+	// exitedAt is when Wait returned, valid after exited is closed.
+	exitedAt time.Time
+	addr     string
 }
 
 // freeAddr returns a loopback address nobody listens on right now.
@@ -184,7 +186,7 @@ func startKubestream(t *testing.T, addr string, args []string) *binary {
 		t.Fatal(err)
 	}
 	t.Logf("started kubestream %s", strings.Join(args, " "))
-	go func() { b.err = b.cmd.Wait(); close(b.exited) }()
+	go func() { b.err = b.cmd.Wait(); b.exitedAt = time.Now(); close(b.exited) }()
 	t.Cleanup(func() {
 		select {
 		case <-b.exited:

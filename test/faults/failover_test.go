@@ -1,0 +1,262 @@
+package faults
+
+import (
+	"context"
+	"net/http"
+	"syscall"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Lease settings of the failover test: short for speed, renew deadline
+// below the lease duration as kube-controller-manager requires.
+const (
+	leaseDuration = 6 * time.Second
+	renewDeadline = 4 * time.Second
+	retryPeriod   = time.Second
+)
+
+// TestLeaderFailoverDuringChurn runs two kubestream replicas with
+// --leader-elect (same admin kubeconfig, the Lease in namespace default,
+// distinct --instance and --listen-address) while pods and config maps
+// churn.
+//
+// SIGKILL: the leader (kubestream_leader 1) is killed; the standby must
+// publish within the lease duration plus a margin (measured from the kill to
+// the first event read with the standby's instance), and the consumer must
+// end exact: every change made while nobody led arrives, every uid deleted
+// meanwhile gets its DELETED.
+//
+// SIGTERM handover: the killed replica comes back as a standby, then the
+// current leader gets SIGTERM. It must exit 0 after releasing the lease, so
+// the other publishes within a few seconds, well under the lease duration;
+// no event of the old leader may follow the new leader's first event in any
+// partition (one writer at a time), and the consumer ends exact again.
+func TestLeaderFailoverDuringChurn(t *testing.T) {
+	began := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	s := seed(t)
+	const ns = "faults-failover"
+	cp, client := startControlPlane(ctx, t, ns)
+	kc := newKafka(t)
+	pods := newChurner(client, ns, "pods", "pod", 150, s)
+	cms := newChurner(client, ns, "configmaps", "cm", 80, s+1)
+	if err := pods.populate(ctx, 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := cms.populate(ctx, 50); err != nil {
+		t.Fatal(err)
+	}
+	r := newReader(ctx, t, kc.ListenAddrs())
+	replica := func(instance string) *binary {
+		return startBinary(t, cp.Kubeconfig, kc.ListenAddrs(), ns, "--instance", instance,
+			"--leader-elect", "--leader-elect-resource-namespace", "default",
+			"--leader-elect-lease-duration", leaseDuration.String(),
+			"--leader-elect-renew-deadline", renewDeadline.String(),
+			"--leader-elect-retry-period", retryPeriod.String())
+	}
+	replicas := map[string]*binary{"replica-a": replica("replica-a"), "replica-b": replica("replica-b")}
+	leaderName, standbyName := awaitLeader(ctx, t, replicas, 60*time.Second)
+	leader, standby := replicas[leaderName], replicas[standbyName]
+	t.Logf("%s leads, %s stands by", leaderName, standbyName)
+	leader.awaitReadyz(ctx, t, http.StatusOK, 60*time.Second, "the leader after its first round")
+	initial := r.awaitRound(ctx, t, mark{}, kafkaCopies, leader, 60*time.Second, "the leader's first round")
+	if initial.instance != leaderName {
+		t.Fatalf("the first round was published by %q, the leader is %s", initial.instance, leaderName)
+	}
+	standby.awaitReadyz(ctx, t, http.StatusOK, 60*time.Second, "the synced standby")
+	if v, _ := standby.metricValue("kubestream_leader"); v != 0 {
+		t.Fatalf("standby %s reports kubestream_leader %v", standbyName, v)
+	}
+
+	// SIGKILL the leader during churn.
+	stop := make(chan struct{})
+	wait := churn(ctx, stop, 10, pods, cms)
+	stopped := false
+	defer func() {
+		if !stopped {
+			close(stop)
+			_ = wait()
+		}
+	}()
+	time.Sleep(4 * time.Second)
+	leader.alive(t)
+	m := r.mark()
+	leader.kill(t)
+	killedAt := time.Now()
+	first := awaitFirstOf(ctx, t, r, standbyName, m, standby, leaseDuration+20*time.Second)
+	takeover := first.at.Sub(killedAt)
+	t.Logf("SIGKILL %s: %s published its first event (%s) %s after the kill (lease duration %s)",
+		leaderName, standbyName, opName(first.ev), takeover.Round(10*time.Millisecond), leaseDuration)
+	if limit := leaseDuration + 5*time.Second; takeover > limit {
+		t.Errorf("the standby took over %s after the leader was killed, more than the lease duration %s plus 5 s", takeover.Round(10*time.Millisecond), leaseDuration)
+	}
+	rs := r.awaitRound(ctx, t, m, kafkaCopies, standby, 60*time.Second, "the new leader's first round")
+	t.Logf("takeover round %s by %s: %d object events %v, ended %s after the kill",
+		rs.reason, rs.instance, len(rs.events), rs.ops(), rs.endedAt.Sub(killedAt).Round(10*time.Millisecond))
+	if rs.reason != "RESUME" || rs.instance != standbyName {
+		t.Errorf("the takeover's first round is %s by %q, want RESUME by %s", rs.reason, rs.instance, standbyName)
+	}
+	time.Sleep(3 * time.Second)
+	close(stop)
+	stopped = true
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("churn: %s; %s", pods, cms)
+	v := awaitExact(ctx, t, r, client, ns, standby, 60*time.Second, quiescence{settle: 2 * time.Second, quiet: 2 * time.Second})
+	logFinal(t, r, v, "after the SIGKILL failover")
+	if v.deleted == 0 {
+		t.Errorf("the consumer saw no deletes: the churn did not exercise them")
+	}
+
+	// The killed replica comes back, with the same flags, as a standby.
+	oldName := leaderName
+	old := leader.restart(t)
+	replicas[oldName] = old
+	leaderName, leader = standbyName, standby
+	standbyName, standby = oldName, old
+	standby.awaitReadyz(ctx, t, http.StatusOK, 60*time.Second, "the restarted replica as a synced standby")
+	if v, _ := standby.metricValue("kubestream_leader"); v != 0 {
+		t.Fatalf("restarted %s reports kubestream_leader %v, want a standby", standbyName, v)
+	}
+	if v, _ := leader.metricValue("kubestream_leader"); v != 1 {
+		t.Fatalf("%s reports kubestream_leader %v, want it to lead", leaderName, v)
+	}
+
+	// SIGTERM handover during churn.
+	stop = make(chan struct{})
+	wait = churn(ctx, stop, 10, pods, cms)
+	stopped = false
+	time.Sleep(3 * time.Second)
+	leader.alive(t)
+	m = r.mark()
+	if err := leader.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	termAt := time.Now()
+	first = awaitFirstOf(ctx, t, r, standbyName, m, standby, leaseDuration+20*time.Second)
+	handover := first.at.Sub(termAt)
+	select {
+	case <-leader.exited:
+	case <-time.After(45 * time.Second):
+		t.Fatalf("%s did not exit within 45 s of SIGTERM\nkubestream output:\n%s", leaderName, leader.tail(40))
+	}
+	if leader.err != nil {
+		t.Errorf("%s exited with %v after SIGTERM, want 0\nkubestream output:\n%s", leaderName, leader.err, leader.tail(40))
+	}
+	t.Logf("SIGTERM %s: it exited %s after the signal; %s published its first event (%s) %s after it (lease duration %s)",
+		leaderName, leader.exitedAt.Sub(termAt).Round(10*time.Millisecond), standbyName, opName(first.ev), handover.Round(10*time.Millisecond), leaseDuration)
+	if limit := leaseDuration / 2; handover > limit {
+		t.Errorf("handover took %s after SIGTERM, more than %s: the lease was not released on shutdown", handover.Round(10*time.Millisecond), limit)
+	}
+	rs = r.awaitRound(ctx, t, m, kafkaCopies, standby, 60*time.Second, "the handover's first round")
+	t.Logf("handover round %s by %s: %d object events %v, ended %s after SIGTERM",
+		rs.reason, rs.instance, len(rs.events), rs.ops(), rs.endedAt.Sub(termAt).Round(10*time.Millisecond))
+	if rs.reason != "RESUME" || rs.instance != standbyName {
+		t.Errorf("the handover's first round is %s by %q, want RESUME by %s", rs.reason, rs.instance, standbyName)
+	}
+	time.Sleep(3 * time.Second)
+	close(stop)
+	stopped = true
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("churn: %s; %s", pods, cms)
+	if late := r.writtenAfter(leaderName, standbyName, m); len(late) > 0 {
+		t.Errorf("%d events of %s follow %s's first event in their partition: two writers at once\n%s",
+			len(late), leaderName, standbyName, firstEvents(late, 10))
+	}
+	v = awaitExact(ctx, t, r, client, ns, standby, 60*time.Second, quiescence{settle: 2 * time.Second, quiet: 2 * time.Second})
+	logFinal(t, r, v, "after the SIGTERM handover")
+	t.Logf("duplicate ids %d", r.duplicates())
+	if lease, err := client.CoordinationV1().Leases("default").Get(ctx, "kubestream", metav1.GetOptions{}); err == nil {
+		holder := ""
+		if lease.Spec.HolderIdentity != nil {
+			holder = *lease.Spec.HolderIdentity
+		}
+		transitions := int32(0)
+		if lease.Spec.LeaseTransitions != nil {
+			transitions = *lease.Spec.LeaseTransitions
+		}
+		t.Logf("Lease default/kubestream: holder %q, %d transitions", holder, transitions)
+	}
+	standby.stop(t)
+	t.Logf("took %s", time.Since(began).Round(100*time.Millisecond))
+}
+
+// awaitLeader waits until exactly one replica reports kubestream_leader 1
+// and returns its name and the other's.
+func awaitLeader(ctx context.Context, t *testing.T, replicas map[string]*binary, within time.Duration) (leader, standby string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		var leaders, standbys []string
+		for name, b := range replicas {
+			b.alive(t)
+			switch v, ok := b.metricValue("kubestream_leader"); {
+			case ok && v == 1:
+				leaders = append(leaders, name)
+			case ok && v == 0:
+				standbys = append(standbys, name)
+			}
+		}
+		if len(leaders) == 1 && len(standbys) == len(replicas)-1 {
+			return leaders[0], standbys[0]
+		}
+		if len(leaders) > 1 {
+			t.Fatalf("two leaders at once: %v", leaders)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no leader after %s (leaders %v, standbys %v)", within, leaders, standbys)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// awaitFirstOf waits for the first event published by instance read after m.
+func awaitFirstOf(ctx context.Context, t *testing.T, r *reader, instance string, m mark, b *binary, within time.Duration) readEvent {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		if e, ok := r.firstOf(instance, m); ok {
+			return e
+		}
+		b.alive(t)
+		if time.Now().After(deadline) {
+			t.Fatalf("no event of %s within %s\n%s output:\n%s", instance, within, instance, b.tail(60))
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// writtenAfter returns the events of instance old read after m that follow,
+// in their stream, an event of instance next.
+func (r *reader) writtenAfter(old, next string, m mark) []readEvent {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	nextSeen := map[string]bool{}
+	var out []readEvent
+	for _, e := range r.log[m.n:] {
+		switch e.ev.GetInstance() {
+		case next:
+			nextSeen[e.stream] = true
+		case old:
+			if nextSeen[e.stream] {
+				out = append(out, e)
+			}
+		}
+	}
+	return out
+}
