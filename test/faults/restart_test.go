@@ -10,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
 	"github.com/kubestream/kubestream/internal/controlplane"
 )
 
@@ -18,14 +22,91 @@ import (
 // pods, --kafka-topic-partitions 3).
 const kafkaCopies = 2 * 3
 
+// sinkRun is kubestream started with one sink, and the reader of that sink.
+type sinkRun struct {
+	b *binary
+	r *reader
+	// copies is how many copies of each replay marker the reader reads.
+	copies int
+	// state checks that the resume state is in the bus and describes it.
+	state func(context.Context, *testing.T) string
+}
+
 // startKafkaSink starts a kfake cluster, the reader of its event topics and
 // kubestream with the Kafka sink (resume on by default, the state in the
 // compacted kubestream.state topic, which the reader leaves alone).
-func startKafkaSink(ctx context.Context, t *testing.T, cp *controlplane.ControlPlane, ns string) (*binary, *reader, int) {
+func startKafkaSink(ctx context.Context, t *testing.T, cp *controlplane.ControlPlane, ns string) sinkRun {
 	t.Helper()
 	kc := newKafka(t)
 	r := newReader(ctx, t, kc.ListenAddrs())
-	return startBinary(t, cp.Kubeconfig, kc.ListenAddrs(), ns), r, kafkaCopies
+	return sinkRun{b: startBinary(t, cp.Kubeconfig, kc.ListenAddrs(), ns), r: r, copies: kafkaCopies,
+		state: func(ctx context.Context, t *testing.T) string { return kafkaStateTopic(ctx, t, kc.ListenAddrs()) }}
+}
+
+// kafkaStateTopic fails the test unless the topic kubestream.state exists
+// with cleanup.policy compact, and describes it.
+func kafkaStateTopic(ctx context.Context, t *testing.T, brokers []string) string {
+	t.Helper()
+	const topic = "kubestream.state"
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrDescribeConfigsRequest()
+	res := kmsg.NewDescribeConfigsRequestResource()
+	res.ResourceType = kmsg.ConfigResourceTypeTopic
+	res.ResourceName = topic
+	req.Resources = append(req.Resources, res)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatalf("describe topic %s: %v", topic, err)
+	}
+	if len(resp.Resources) != 1 {
+		t.Fatalf("describe topic %s: %d resources in the answer", topic, len(resp.Resources))
+	}
+	if err := kerr.ErrorForCode(resp.Resources[0].ErrorCode); err != nil {
+		t.Fatalf("the resume state topic %s: %v", topic, err)
+	}
+	policy := ""
+	for _, c := range resp.Resources[0].Configs {
+		if c.Name == "cleanup.policy" && c.Value != nil {
+			policy = *c.Value
+		}
+	}
+	if !strings.Contains(policy, "compact") {
+		t.Errorf("the resume state topic %s has cleanup.policy %q, want compact", topic, policy)
+	}
+	// Its size: the end offsets of its partitions.
+	mreq := kmsg.NewPtrMetadataRequest()
+	mt := kmsg.NewMetadataRequestTopic()
+	mt.Topic = kmsg.StringPtr(topic)
+	mreq.Topics = append(mreq.Topics, mt)
+	meta, err := mreq.RequestWith(ctx, cl)
+	if err != nil || len(meta.Topics) != 1 {
+		t.Fatalf("metadata of %s: %v", topic, err)
+	}
+	lreq := kmsg.NewPtrListOffsetsRequest()
+	lt := kmsg.NewListOffsetsRequestTopic()
+	lt.Topic = topic
+	for _, p := range meta.Topics[0].Partitions {
+		lp := kmsg.NewListOffsetsRequestTopicPartition()
+		lp.Partition = p.Partition
+		lp.Timestamp = -1 // the end
+		lt.Partitions = append(lt.Partitions, lp)
+	}
+	lreq.Topics = append(lreq.Topics, lt)
+	end, err := lreq.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatalf("end offsets of %s: %v", topic, err)
+	}
+	records := int64(0)
+	for _, rt := range end.Topics {
+		for _, p := range rt.Partitions {
+			records += p.Offset
+		}
+	}
+	return fmt.Sprintf("topic %s, cleanup.policy %s, %d partitions, %d records", topic, policy, len(meta.Topics[0].Partitions), records)
 }
 
 // TestRestartAfterSIGKILLSendsTheDeletes kills kubestream (SIGKILL, no
@@ -65,7 +146,8 @@ func TestRestartWithNothingChangedSendsNoObjectEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, r, copies := startKafkaSink(ctx, t, cp, ns)
+	run := startKafkaSink(ctx, t, cp, ns)
+	b, r, copies := run.b, run.r, run.copies
 	b.awaitReadyz(ctx, t, http.StatusOK, 60*time.Second, "after the initial round")
 	initial := r.awaitRound(ctx, t, mark{}, copies, b, 60*time.Second, "the initial round")
 	t.Logf("first start: round %s with %d object events %v", initial.reason, len(initial.events), initial.ops())
@@ -122,7 +204,7 @@ func firstEvents(evs []readEvent, n int) string {
 // restartAfterSIGKILL is TestRestartAfterSIGKILLSendsTheDeletes with the
 // sink start decides: it starts the reader and kubestream (after the
 // objects exist) and says how many copies of a marker the reader reads.
-func restartAfterSIGKILL(t *testing.T, ns string, start func(context.Context, *testing.T, *controlplane.ControlPlane, string) (*binary, *reader, int)) {
+func restartAfterSIGKILL(t *testing.T, ns string, start func(context.Context, *testing.T, *controlplane.ControlPlane, string) sinkRun) {
 	began := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -136,7 +218,8 @@ func restartAfterSIGKILL(t *testing.T, ns string, start func(context.Context, *t
 	if err := cms.populate(ctx, 100); err != nil {
 		t.Fatal(err)
 	}
-	b, r, copies := start(ctx, t, cp, ns)
+	run := start(ctx, t, cp, ns)
+	b, r, copies := run.b, run.r, run.copies
 	b.awaitReadyz(ctx, t, http.StatusOK, 60*time.Second, "after the initial round")
 	initial := r.awaitRound(ctx, t, mark{}, copies, b, 60*time.Second, "the initial round")
 	t.Logf("first start: round %s with %d object events %v", initial.reason, len(initial.events), initial.ops())
@@ -160,7 +243,7 @@ func restartAfterSIGKILL(t *testing.T, ns string, start func(context.Context, *t
 	if err := wait(); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("SIGKILL during churn (%s; %s): %d objects at the kill", pods, cms, len(atKill))
+	t.Logf("SIGKILL during churn (%s; %s): %d objects at the kill; resume state in the bus: %s", pods, cms, len(atKill), run.state(ctx, t))
 
 	// 10 s of changes while it is down.
 	plan := downtimePlan{deletes: 50, recreates: 20, updates: 30, creates: 20}
