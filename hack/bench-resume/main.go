@@ -74,7 +74,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "", "also write the results as JSON to this file")
 	flag.StringVar(&o.logDir, "log-dir", "", "keep kubestream's logs here (default: a new temporary directory, kept)")
 	flag.IntVar(&o.costRounds, "cost-rounds", 2, "hack/bench runs with resume on, and as many with --resume=false")
-	flag.IntVar(&o.failoverCycles, "failover-cycles", 2, "SIGKILL and SIGTERM failovers, each this many times")
+	flag.IntVar(&o.failoverCycles, "failover-cycles", 3, "SIGKILL and SIGTERM failovers, each this many times")
 	flag.Parse()
 	o.scenarios = strings.Split(scenarios, ",")
 	for _, s := range o.scenarios {

@@ -16,12 +16,21 @@ func (r *results) print(w io.Writer) {
 	for _, rs := range r.Restarts {
 		fmt.Fprintf(w, "\nrestart, %s sink, %d pods (created in %.1f s)\n", rs.Sink, rs.Pods, rs.CreateSeconds)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "start\tround\tstart→END\tlist\tload state\tCPU-s\tobject events\tby operation\trepeats\tconsumer\tstop")
+		fmt.Fprintln(tw, "start\tround\tstart→END\tlist\tload state\tCPU-s\tpublished\tobject events read\tby operation\trepeats\tconsumer\tstop")
 		for _, run := range rs.Runs {
-			fmt.Fprintf(tw, "%s\t%s\t%.2f s\t%s\t%s\t%.2f\t%d\t%s\t%d\t%s\t%s\n", run.Name, run.Round.Reason, run.StartToEnd,
-				secs(run.ListSeconds), secs(run.LoadSeconds), run.CPUSeconds, run.Round.Events, ops(run.Round.Ops), run.Round.Repeats, run.Consumer, run.Stop)
+			fmt.Fprintf(tw, "%s\t%s\t%.2f s\t%s\t%s\t%.2f\t%.0f\t%d\t%s\t%d\t%s\t%s\n", run.Name, run.Round.Reason, run.StartToEnd,
+				secs(run.ListSeconds), secs(run.LoadSeconds), run.CPUSeconds, run.Published, run.Round.Events, ops(run.Round.Ops), run.Round.Repeats, run.Consumer, run.Stop)
 		}
 		tw.Flush()
+		for _, run := range rs.Runs {
+			if ak := run.AfterKill; ak != nil {
+				fmt.Fprintf(w, "  after the SIGKILL of %q: %d of %d live updates saved at their resourceVersion", run.Name, ak.SavedAtLive, ak.LiveUpdates)
+				if rs.Sink == "nats" {
+					fmt.Fprintf(w, "; stream last sequence %d, %d read before the kill", ak.StreamLastSeq, ak.ReadSeq)
+				}
+				fmt.Fprintln(w)
+			}
+		}
 	}
 	if c := r.Cost; c != nil {
 		fmt.Fprintf(w, "\ncost of the state: hack/bench churn, --sink kafka\n")

@@ -263,8 +263,11 @@ type natsReader struct {
 	stream  string
 	mu      sync.Mutex
 	lastSeq uint64
-	nc      *nats.Conn
-	cc      jetstream.ConsumeContext
+	// lost counts messages read that the stream no longer had when the
+	// next server started.
+	lost uint64
+	nc   *nats.Conn
+	cc   jetstream.ConsumeContext
 }
 
 // attach connects to url (retrying while the server starts) and reads the
@@ -295,14 +298,31 @@ func (n *natsReader) tryAttach(ctx context.Context, url string) error {
 		nc.Close()
 		return err
 	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	st, err := js.Stream(cctx, n.stream)
+	if err != nil {
+		nc.Close()
+		return err
+	}
+	info, err := st.Info(cctx)
+	if err != nil {
+		nc.Close()
+		return err
+	}
 	n.mu.Lock()
+	if last := info.State.LastSeq; last < n.lastSeq {
+		// The stream lost messages this reader had read: they were
+		// acknowledged, yet gone after the server restarted. Read on from
+		// the stream's end, or the next messages would be skipped.
+		n.lost += n.lastSeq - last
+		n.lastSeq = last
+	}
 	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
 	if n.lastSeq > 0 {
 		cfg = jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: n.lastSeq + 1}
 	}
 	n.mu.Unlock()
-	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
 	cons, err := js.OrderedConsumer(cctx, n.stream, cfg)
 	if err != nil {
 		nc.Close()

@@ -46,6 +46,12 @@ type restartRun struct {
 	StartToEnd   float64    `json:"startToReplayEndSeconds"`
 	StartToBegin float64    `json:"startToReplayBeginSeconds"`
 	Round        roundStats `json:"round"`
+	// Published is kubestream_events_published_total once the round was
+	// read back: the events the broker acknowledged, markers included
+	// (once each). On JetStream it can exceed what was read back: the
+	// server drops a message whose id it saw within its duplicate window,
+	// and acknowledges it.
+	Published float64 `json:"published"`
 	// CPUSeconds of the process from the exec to the round's end.
 	CPUSeconds float64 `json:"cpuSecondsToReplayEnd"`
 	// ListSeconds and LoadSeconds are the "took" of the process's
@@ -60,13 +66,16 @@ type restartRun struct {
 	// the round: "match" or what differs.
 	Consumer string `json:"consumer"`
 	Stop     string `json:"stop"`
-	Log      string `json:"log"`
+	// AfterKill is what the bus held after a SIGKILL of this run.
+	AfterKill *afterKill `json:"afterKill,omitempty"`
+	Log       string     `json:"log"`
 }
 
 // bus is where kubestream publishes during a scenario, and how the harness
 // reads it back.
 type bus struct {
 	sink    string
+	brokers []string
 	args    []string
 	log     *busLog
 	copies  int
@@ -84,7 +93,7 @@ func newBus(ctx context.Context, sink, dir string, topics []string) (*bus, error
 			return nil, fmt.Errorf("start kfake: %w", err)
 		}
 		brokers := kc.ListenAddrs()
-		b.close = kc.Close
+		b.brokers = brokers
 		b.copies = kafkaPartitions
 		b.args = []string{"--sink", "kafka", "--kafka-brokers", strings.Join(brokers, ","), "--kafka-create-topics",
 			"--kafka-topic-partitions", strconv.Itoa(kafkaPartitions)}
@@ -272,6 +281,7 @@ func (r *restart) start(ctx context.Context, name string, extra []string, change
 		rs, done := r.bus.log.round(inst, r.bus.copies)
 		if done {
 			cpu, _ = p.cpuSeconds()
+			run.Published = p.metric("kubestream_events_published_total")
 			run.Round = rs
 		}
 		return done
@@ -391,7 +401,8 @@ func (r *restart) change(ctx context.Context, from int, newPrefix string) (map[s
 // back and then for wait, SIGKILLs p and changes 1 % of the pods from the
 // from'th on (new ones named newPrefix-N).
 func (r *restart) burstAndKill(ctx context.Context, p *proc, pods []string, value int, wait time.Duration, from int, newPrefix string) (map[string]int, error) {
-	if err := r.burst(ctx, p, pods, value); err != nil {
+	live, err := r.burst(ctx, p, pods, value)
+	if err != nil {
 		return nil, err
 	}
 	if err := sleep(ctx, wait); err != nil {
@@ -404,6 +415,13 @@ func (r *restart) burstAndKill(ctx context.Context, p *proc, pods []string, valu
 	if wait == 0 {
 		r.last().Stop = fmt.Sprintf("SIGKILL right after its %d live updates were read back (%.0f positions saved since the round)", len(pods), written)
 	}
+	ak, err := r.bus.inspectAfterKill(ctx, filepath.Join(r.o.logDir, "restart-"+r.bus.sink), r.ns, live)
+	if err != nil {
+		return nil, fmt.Errorf("inspect the bus after SIGKILL: %w", err)
+	}
+	r.last().AfterKill = &ak
+	logf("restart-%s: after SIGKILL: %d of %d live updates saved at their resourceVersion; stream last sequence %d, read %d",
+		r.bus.sink, ak.SavedAtLive, ak.LiveUpdates, ak.StreamLastSeq, ak.ReadSeq)
 	changed, err := r.change(ctx, from, newPrefix)
 	if err != nil {
 		return nil, err
@@ -413,10 +431,11 @@ func (r *restart) burstAndKill(ctx context.Context, p *proc, pods []string, valu
 }
 
 // burst updates pods while p runs (label burst=value) and waits until every
-// update was read back.
-func (r *restart) burst(ctx context.Context, p *proc, pods []string, value int) error {
+// update was read back. It returns each pod's new resourceVersion.
+func (r *restart) burst(ctx context.Context, p *proc, pods []string, value int) (map[string]string, error) {
 	var mu sync.Mutex
 	var want []string
+	rvs := map[string]string{}
 	patch := []byte(fmt.Sprintf(`{"metadata":{"labels":{"burst":"%d"}}}`, value))
 	err := r.parallel(ctx, pods, func(ctx context.Context, name string) error {
 		obj, err := r.client.CoreV1().Pods(r.ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
@@ -425,14 +444,15 @@ func (r *restart) burst(ctx context.Context, p *proc, pods []string, value int) 
 		}
 		mu.Lock()
 		want = append(want, name+"@"+obj.ResourceVersion)
+		rvs[name] = obj.ResourceVersion
 		mu.Unlock()
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	sort.Strings(want)
-	return waitFor(ctx, time.Minute, "the live updates", func() bool {
+	return rvs, waitFor(ctx, time.Minute, "the live updates", func() bool {
 		seen := r.bus.log.versions()
 		for _, k := range want {
 			if !seen[k] {
