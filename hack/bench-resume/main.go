@@ -95,8 +95,10 @@ func main() {
 	if res != nil {
 		res.print(os.Stdout)
 		if o.out != "" {
-			b, _ := json.MarshalIndent(res, "", "  ")
-			if werr := os.WriteFile(o.out, append(b, '\n'), 0o644); werr != nil {
+			b, merr := json.MarshalIndent(res, "", "  ")
+			if merr != nil {
+				fmt.Fprintf(os.Stderr, "bench-resume: encode the results: %v\n", merr)
+			} else if werr := os.WriteFile(o.out, append(b, '\n'), 0o644); werr != nil {
 				fmt.Fprintf(os.Stderr, "bench-resume: write %s: %v\n", o.out, werr)
 			}
 		}

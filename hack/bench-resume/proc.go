@@ -159,15 +159,16 @@ func (p *proc) logLine(s string) string {
 
 var tookRE = regexp.MustCompile(`took="([^"]+)"`)
 
-// took is the took= value of the last log line containing s, NaN when absent.
+// took is the took= value of the last log line containing s, 0 when absent
+// (JSON has no NaN).
 func (p *proc) took(s string) float64 {
 	m := tookRE.FindStringSubmatch(p.logLine(s))
 	if m == nil {
-		return math.NaN()
+		return 0
 	}
 	d, err := time.ParseDuration(m[1])
 	if err != nil {
-		return math.NaN()
+		return 0
 	}
 	return d.Seconds()
 }

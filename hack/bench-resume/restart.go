@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -281,7 +282,7 @@ func (r *restart) start(ctx context.Context, name string, extra []string, change
 		rs, done := r.bus.log.round(inst, r.bus.copies)
 		if done {
 			cpu, _ = p.cpuSeconds()
-			run.Published = p.metric("kubestream_events_published_total")
+			run.Published = finite(p.metric("kubestream_events_published_total"))
 			run.Round = rs
 		}
 		return done
@@ -315,8 +316,8 @@ func (r *restart) start(ctx context.Context, name string, extra []string, change
 			p.kill()
 			return nil, err
 		}
-		run.StatePositions = p.metric("kubestream_state_positions")
-		run.StateWritten = p.metric("kubestream_state_positions_written_total")
+		run.StatePositions = finite(p.metric("kubestream_state_positions"))
+		run.StateWritten = finite(p.metric("kubestream_state_positions_written_total"))
 	}
 	logf("restart-%s: start %d: round %s with %d object events %v in %.2f s (CPU %.2f s); consumer: %s",
 		r.bus.sink, r.n, run.Round.Reason, run.Round.Events, run.Round.Ops, run.StartToEnd, run.CPUSeconds, run.Consumer)
@@ -511,4 +512,13 @@ func (r *restart) parallel(ctx context.Context, names []string, fn func(context.
 		return failure
 	}
 	return ctx.Err()
+}
+
+// finite is x, or 0 for NaN (a metric that could not be read): JSON has no
+// NaN.
+func finite(x float64) float64 {
+	if math.IsNaN(x) {
+		return 0
+	}
+	return x
 }
