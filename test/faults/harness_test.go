@@ -1,12 +1,15 @@
 // Package faults runs the built kubestream binary against a real etcd and
 // kube-apiserver and an in-process Kafka (kfake) over TCP, injects faults
 // (broker outages, watch gaps that force a relist, lost acknowledgements and
-// dropped connections) while objects churn, and judges the result by the
-// consumer contract (pkg/contract): an independent franz-go reader applies
-// every record of every kubestream.* partition, and at quiescence it must
-// hold exactly the apiserver's objects (uids and resourceVersions), must have
-// seen a DELETED for every uid it saw that is gone, and its replay rounds
-// must not have removed anything (Dropped() empty).
+// dropped connections, SIGKILL and SIGTERM restarts, leader failovers; one
+// restart also against a separate nats-server with JetStream) while objects
+// churn, and judges the result by the consumer contract (pkg/contract): an
+// independent franz-go reader applies every record of every partition of
+// the event topics (a JetStream ordered consumer: the whole stream), and at
+// quiescence it must hold exactly the apiserver's objects (uids and
+// resourceVersions), must have seen a DELETED for every uid it saw that is
+// gone, and its replay rounds must not have removed anything (Dropped()
+// empty).
 //
 // Set FAULTS_SEED to replay a run's churn; every test logs its seed.
 package faults
