@@ -415,7 +415,20 @@ func (h *harness) phase(ctx context.Context, name string, ops []string) (phase, 
 		return true
 	})
 	if err != nil {
-		return ph, err
+		// Say which events are missing and what kubestream thinks of its
+		// queue, so a lost event can be told from a slow broker.
+		var missing []string
+		for _, wr := range last {
+			missing = append(missing, wr.key)
+		}
+		slices.Sort(missing)
+		sample := missing[:min(len(missing), 10)]
+		var m []string
+		for _, name := range []string{"kubestream_events_published_total", "kubestream_pending_changes", "kubestream_pending_objects",
+			"kubestream_failing_changes", "kubestream_publish_retries_total", "kubestream_events_lost_total"} {
+			m = append(m, fmt.Sprintf("%s=%v", strings.TrimPrefix(name, "kubestream_"), h.ks.metric(name)))
+		}
+		return ph, fmt.Errorf("%w: %d pods without their last event (%s); kubestream: %s", err, len(missing), strings.Join(sample, " "), strings.Join(m, " "))
 	}
 	cpu1, err := h.ks.cpuSeconds()
 	if err != nil {
