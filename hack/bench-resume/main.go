@@ -3,7 +3,7 @@
 // on and off, what keeping the state costs, and how long a standby takes to
 // publish after the leader is killed or stopped.
 //
-//	go run ./hack/bench-resume                         # every scenario, about 10 minutes on 2 cores
+//	go run ./hack/bench-resume                         # every scenario, about 12 minutes on 2 cores
 //	go run ./hack/bench-resume --scenarios restart-kafka --pods 2000
 //	go run ./hack/bench-resume --out resume.json
 //
@@ -16,8 +16,10 @@
 //     saves the state; then, while kubestream is stopped (SIGTERM), 50 pods
 //     are updated, 30 deleted and 20 created, and kubestream starts again
 //     with the same flags. Then a restart with nothing changed, one with
-//     --resume=false, and a SIGKILL right after a burst of live updates
-//     followed by another 1 % changed while down. Every start is timed from
+//     --resume=false, and two SIGKILLs after a burst of live updates (right
+//     after they were read back, and 1.5 s later, past the state's 1 s
+//     flush interval), each followed by another 1 % changed while down; the
+//     saved state is read from the bus after each kill. Every start is timed from
 //     the exec to the last copy of its first round's REPLAY_END read back,
 //     and its round's object events are counted by operation. After every
 //     round the consumer of pkg/contract, fed with everything read back,
