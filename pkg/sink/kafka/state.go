@@ -26,6 +26,9 @@ var ErrStateTopicNotCompacted = errors.New("Kafka resume state topic is not comp
 // stateFetchBytes bounds one fetch of the state topic.
 const stateFetchBytes = 16 << 20
 
+// stateBatchSize is the most state records per produce request.
+const stateBatchSize = 100
+
 // StateStore returns the resume state of cluster, kept in the compacted
 // topic Options.StateTopicName() (default <prefix>.state).
 //
@@ -119,7 +122,11 @@ func (s *Sink) stateStore(ctx context.Context, cluster string) (resume.Store, er
 			Balancer:     &balancer{},
 			RequiredAcks: kafkago.RequireAll,
 			MaxAttempts:  1,
-			BatchSize:    s.opts.BatchSize,
+			// kafka-go reserves room for BatchSize messages in every batch it
+			// starts; intents come one or a few at a time, so a small batch
+			// keeps that allocation small (a 10,000-entry write still goes in
+			// about 100 requests).
+			BatchSize:    stateBatchSize,
 			BatchBytes:   int64(s.opts.BatchBytes),
 			BatchTimeout: s.opts.BatchTimeout,
 			Compression:  codec,
