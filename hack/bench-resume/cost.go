@@ -4,10 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+
+	"github.com/kubestream/kubestream/hack/internal/benchproc"
 )
 
 // costResults compares hack/bench's churn with resume on and off.
@@ -53,7 +54,7 @@ func costScenario(ctx context.Context, o options) (*costResults, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	benchBin, err := goBuild(dir, "bench", "./hack/bench")
+	benchBin, err := benchproc.GoBuild(dir, "bench", "./hack/bench")
 	if err != nil {
 		return nil, err
 	}
@@ -120,13 +121,4 @@ func mean(xs []float64) float64 {
 		s += x
 	}
 	return s / float64(len(xs))
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -46,13 +46,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kubestream/kubestream/hack/internal/benchproc"
 )
 
 type options struct {
@@ -120,11 +119,8 @@ type results struct {
 }
 
 type machine struct {
-	CPUs      int     `json:"cpus"`
-	CPUModel  string  `json:"cpuModel"`
-	GoVersion string  `json:"goVersion"`
-	Kernel    string  `json:"kernel"`
-	LoadAvg   float64 `json:"loadAverage1mAtStart"`
+	benchproc.Machine
+	LoadAvg float64 `json:"loadAverage1mAtStart"`
 }
 
 func run(ctx context.Context, o options) (*results, error) {
@@ -141,7 +137,7 @@ func run(ctx context.Context, o options) (*results, error) {
 	res.LogDir = o.logDir
 	fmt.Fprintf(os.Stderr, "bench-resume: logs in %s\n", o.logDir)
 	if o.binary == "" {
-		bin, err := goBuild(o.logDir, "kubestream", "./cmd/kubestream")
+		bin, err := benchproc.GoBuild(o.logDir, "kubestream", "./cmd/kubestream")
 		if err != nil {
 			return nil, err
 		}
@@ -166,35 +162,8 @@ func run(ctx context.Context, o options) (*results, error) {
 	return res, nil
 }
 
-// goBuild compiles pkg of the module into dir/name.
-func goBuild(dir, name, pkg string) (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	mod := strings.TrimSpace(string(out))
-	if err != nil || mod == "" || mod == os.DevNull {
-		return "", fmt.Errorf("find the module root (run from inside the kubestream module): %v", err)
-	}
-	bin := filepath.Join(dir, name)
-	cmd := exec.Command("go", "build", "-o", bin, pkg)
-	cmd.Dir = filepath.Dir(mod)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
-	}
-	return bin, nil
-}
-
 func describeMachine() machine {
-	m := machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version()}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "model name"); ok {
-				m.CPUModel = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-				break
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		m.Kernel = strings.TrimSpace(string(b))
-	}
+	m := machine{Machine: benchproc.DescribeMachine()}
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		fmt.Sscanf(string(b), "%f", &m.LoadAvg)
 	}

@@ -3,10 +3,11 @@ package main
 import (
 	"fmt"
 	"io"
-	"math"
 	"sort"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/kubestream/kubestream/hack/internal/benchproc"
 )
 
 func (r *results) print(w io.Writer) {
@@ -67,15 +68,11 @@ func ops(m map[string]int) string {
 	return strings.Join(parts, ", ")
 }
 
+// secs is benchproc.Seconds with a space before the unit, and "-" for 0
+// (not measured) as well as NaN.
 func secs(s float64) string {
-	if math.IsNaN(s) || s == 0 {
+	if s == 0 {
 		return "-"
 	}
-	if s < 0.01 {
-		return fmt.Sprintf("%.1f ms", s*1000)
-	}
-	if s < 1 {
-		return fmt.Sprintf("%.0f ms", s*1000)
-	}
-	return fmt.Sprintf("%.2f s", s)
+	return benchproc.Seconds(s, " ")
 }

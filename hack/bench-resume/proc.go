@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -12,15 +9,13 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
-)
 
-// clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat.
-const clockTicks = 100
+	"github.com/kubestream/kubestream/hack/internal/benchproc"
+)
 
 // proc is one kubestream process. Its events are read from the bus by a
 // reader of the harness, not from the process.
@@ -36,8 +31,6 @@ type proc struct {
 	mu    sync.Mutex
 	lines []string // stderr lines matching logKeep
 }
-
-var addressRE = regexp.MustCompile(`"Serving metrics and health" address="([^"]+)"`)
 
 // logKeep are the log messages the harness reports (their timing, counts).
 var logKeep = []string{`"Initial list synced"`, `"Loaded saved positions"`, `"Leading: publishing from now on"`, `"Stopped"`, `"Waiting to lead"`, `"Stopping publishing now"`}
@@ -74,17 +67,7 @@ func startProc(name, binary string, args []string, logPath string) (*proc, error
 	go func() {
 		defer close(stderrDone)
 		defer logFile.Close()
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			fmt.Fprintln(logFile, line)
-			if m := addressRE.FindStringSubmatch(line); m != nil {
-				select {
-				case addr <- m[1]:
-				default:
-				}
-			}
+		benchproc.ScanLog(stderr, logFile, addr, func(line string) {
 			for _, k := range logKeep {
 				if strings.Contains(line, k) {
 					p.mu.Lock()
@@ -92,7 +75,7 @@ func startProc(name, binary string, args []string, logPath string) (*proc, error
 					p.mu.Unlock()
 				}
 			}
-		}
+		})
 	}()
 	go func() {
 		<-stderrDone
@@ -174,40 +157,11 @@ func (p *proc) took(s string) float64 {
 }
 
 // cpuSeconds is utime+stime of the process from /proc/<pid>/stat.
-func (p *proc) cpuSeconds() (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
-	if err != nil {
-		return 0, fmt.Errorf("read kubestream's CPU time: %w", err)
-	}
-	rest := b[bytes.LastIndexByte(b, ')')+2:]
-	f := strings.Fields(string(rest))
-	utime, err1 := strconv.ParseFloat(f[11], 64)
-	stime, err2 := strconv.ParseFloat(f[12], 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("parse /proc stat: %w", err)
-	}
-	return (utime + stime) / clockTicks, nil
-}
+func (p *proc) cpuSeconds() (float64, error) { return benchproc.CPUSeconds(p.cmd.Process.Pid) }
 
 // metric reads one unlabelled sample from /metrics; NaN when absent.
 func (p *proc) metric(name string) float64 {
-	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get("http://" + p.metricsAddr + "/metrics")
-	if err != nil {
-		return math.NaN()
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err == nil {
-				return f
-			}
-		}
-	}
-	return math.NaN()
+	return benchproc.Metric(p.metricsAddr, name, 5*time.Second)
 }
 
 // ready reports whether /readyz answers 200.
@@ -242,23 +196,9 @@ func (p *proc) waitStateSettled(ctx context.Context, want int, quiet, timeout ti
 		if time.Now().After(deadline) {
 			return fmt.Errorf("kubestream %s: state not settled within %s (positions %v of %d, written %v); log: %s", p.name, timeout, known, want, written, p.logPath)
 		}
-		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+		if err := benchproc.Sleep(ctx, 200*time.Millisecond); err != nil {
 			return err
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 
@@ -275,7 +215,7 @@ func waitFor(ctx context.Context, timeout time.Duration, what string, cond func(
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s did not happen within %s", what, timeout)
 		}
-		if err := sleep(ctx, 10*time.Millisecond); err != nil {
+		if err := benchproc.Sleep(ctx, 10*time.Millisecond); err != nil {
 			return err
 		}
 	}

@@ -24,22 +24,17 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -55,13 +50,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kubestream/kubestream/hack/internal/benchproc"
 	"github.com/kubestream/kubestream/internal/controlplane"
 	"github.com/kubestream/kubestream/test/bench"
 )
-
-// clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat. It
-// is 100 on every Linux architecture Go supports.
-const clockTicks = 100
 
 const namespace = "bench"
 
@@ -116,23 +108,16 @@ func main() {
 
 // results is everything the run measured.
 type results struct {
-	Machine  machine  `json:"machine"`
-	Settings settings `json:"settings"`
-	Idle     idle     `json:"idle"`
-	Cache    memory   `json:"cache"`
-	Phases   []phase  `json:"phases"`
+	Machine  benchproc.Machine `json:"machine"`
+	Settings settings          `json:"settings"`
+	Idle     idle              `json:"idle"`
+	Cache    memory            `json:"cache"`
+	Phases   []phase           `json:"phases"`
 	// ExitCode of kubestream after SIGTERM at the end (its "Stopped" line
 	// must say leftUnpublished=0, or the run fails).
 	ExitCode int `json:"exitCode"`
 	// Log is kubestream's stderr.
 	Log string `json:"log"`
-}
-
-type machine struct {
-	CPUs      int    `json:"cpus"`
-	CPUModel  string `json:"cpuModel"`
-	GoVersion string `json:"goVersion"`
-	Kernel    string `json:"kernel"`
 }
 
 type settings struct {
@@ -185,13 +170,13 @@ type phase struct {
 }
 
 func run(ctx context.Context, o options) (*results, error) {
-	res := &results{Machine: describeMachine(), Settings: settings{Pods: o.pods, Rate: o.rate, Workers: o.workers}}
+	res := &results{Machine: benchproc.DescribeMachine(), Settings: settings{Pods: o.pods, Rate: o.rate, Workers: o.workers}}
 	work, err := os.MkdirTemp("", "kubestream-bench-")
 	if err != nil {
 		return nil, err
 	}
 	if o.binary == "" {
-		if o.binary, err = build(work); err != nil {
+		if o.binary, err = benchproc.GoBuild(work, "kubestream", "./cmd/kubestream"); err != nil {
 			return nil, err
 		}
 		defer os.Remove(o.binary)
@@ -217,7 +202,7 @@ func run(ctx context.Context, o options) (*results, error) {
 	var readerArgs []string
 	if o.sink == "nats" {
 		natsDir := filepath.Join(work, "nats")
-		port, err := freePort()
+		port, err := benchproc.FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -297,21 +282,6 @@ func run(ctx context.Context, o options) (*results, error) {
 	}
 	res.ExitCode = code
 	return res, nil
-}
-
-// build compiles ./cmd/kubestream from the module root into dir.
-func build(dir string) (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil || strings.TrimSpace(string(out)) == "" || strings.TrimSpace(string(out)) == os.DevNull {
-		return "", fmt.Errorf("find the module root (run from inside the kubestream module): %v", err)
-	}
-	bin := filepath.Join(dir, "kubestream")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/kubestream")
-	cmd.Dir = filepath.Dir(strings.TrimSpace(string(out)))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/kubestream: %w\n%s", err, out)
-	}
-	return bin, nil
 }
 
 // The operations of the load generator. Each is one write.
@@ -535,7 +505,7 @@ func (h *harness) measureIdle(ctx context.Context, out *idle) error {
 		return err
 	}
 	t0 := time.Now()
-	if err := sleep(ctx, h.o.settle); err != nil {
+	if err := benchproc.Sleep(ctx, h.o.settle); err != nil {
 		return err
 	}
 	cpu1, err := h.ks.cpuSeconds()
@@ -554,7 +524,7 @@ func (h *harness) measureIdle(ctx context.Context, out *idle) error {
 // are, then the heap after a forced collection (the heap profile endpoint
 // collects first).
 func (h *harness) measureCache(ctx context.Context, res *results) error {
-	if err := sleep(ctx, h.o.settle); err != nil {
+	if err := benchproc.Sleep(ctx, h.o.settle); err != nil {
 		return err
 	}
 	n := float64(h.o.pods)
@@ -603,21 +573,7 @@ type pacer struct {
 
 func (p *pacer) wait(ctx context.Context) error {
 	at := p.start.Add(time.Duration(p.n.Add(1)-1) * p.interval)
-	return sleep(ctx, time.Until(at))
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return benchproc.Sleep(ctx, time.Until(at))
 }
 
 func quantile(sorted []float64, q float64) float64 {
@@ -643,8 +599,6 @@ type kubestream struct {
 	readDone    chan struct{}
 	stoppedLine string
 }
-
-var addressRE = regexp.MustCompile(`"Serving metrics and health" address="([^"]+)"`)
 
 // startKubestream runs kubestream and reads its events: from its stdout, or
 // when readerArgs are given, from the stdout of a second kubestream process
@@ -673,21 +627,11 @@ func startKubestream(binary string, args, readerArgs []string, logPath string) (
 	go func() {
 		defer close(ks.stderrDone)
 		defer logFile.Close()
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			fmt.Fprintln(logFile, line)
-			if m := addressRE.FindStringSubmatch(line); m != nil {
-				select {
-				case addr <- m[1]:
-				default:
-				}
-			}
+		benchproc.ScanLog(stderr, logFile, addr, func(line string) {
 			if strings.Contains(line, `"Stopped"`) {
 				ks.stoppedLine = line
 			}
-		}
+		})
 	}()
 	readDone := make(chan struct{})
 	ks.readDone = readDone
@@ -733,15 +677,6 @@ func startKubestream(binary string, args, readerArgs []string, logPath string) (
 		}()
 	}
 	return ks, nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // stop sends SIGTERM and returns the exit code.
@@ -793,56 +728,13 @@ func (ks *kubestream) kill() {
 }
 
 // cpuSeconds is utime+stime of the process from /proc/<pid>/stat.
-func (ks *kubestream) cpuSeconds() (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", ks.cmd.Process.Pid))
-	if err != nil {
-		return 0, fmt.Errorf("read kubestream's CPU time: %w", err)
-	}
-	// The command name in parentheses may hold spaces: fields start after it.
-	rest := b[bytes.LastIndexByte(b, ')')+2:]
-	f := strings.Fields(string(rest))
-	// utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
-	utime, err1 := strconv.ParseFloat(f[11], 64)
-	stime, err2 := strconv.ParseFloat(f[12], 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("parse /proc stat: %w", err)
-	}
-	return (utime + stime) / clockTicks, nil
-}
+func (ks *kubestream) cpuSeconds() (float64, error) { return benchproc.CPUSeconds(ks.cmd.Process.Pid) }
 
 // rss is VmRSS from /proc/<pid>/status.
-func (ks *kubestream) rss() (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", ks.cmd.Process.Pid))
-	if err != nil {
-		return 0, fmt.Errorf("read kubestream's RSS: %w", err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb * 1024, err
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", ks.cmd.Process.Pid)
-}
+func (ks *kubestream) rss() (int64, error) { return benchproc.RSS(ks.cmd.Process.Pid) }
 
 // metric reads one unlabelled sample from /metrics; NaN when absent.
-func (ks *kubestream) metric(name string) float64 {
-	resp, err := http.Get("http://" + ks.metricsAddr + "/metrics")
-	if err != nil {
-		return math.NaN()
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err == nil {
-				return f
-			}
-		}
-	}
-	return math.NaN()
-}
+func (ks *kubestream) metric(name string) float64 { return benchproc.Metric(ks.metricsAddr, name, 0) }
 
 func (ks *kubestream) saveProfile(ctx context.Context, path, dst string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+ks.metricsAddr+path, nil)
@@ -953,22 +845,6 @@ func (r *recorder) delivered(prefix string) int {
 	return r.counts[prefix]
 }
 
-func describeMachine() machine {
-	m := machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version()}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "model name"); ok {
-				m.CPUModel = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-				break
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		m.Kernel = strings.TrimSpace(string(b))
-	}
-	return m
-}
-
 func (r *results) print(w io.Writer) {
 	fmt.Fprintf(w, "\nkubestream load benchmark\n")
 	fmt.Fprintf(w, "machine:  %d CPUs (%s), Linux %s, %s\n", r.Machine.CPUs, r.Machine.CPUModel, r.Machine.Kernel, r.Machine.GoVersion)
@@ -1000,17 +876,6 @@ func (r *results) print(w io.Writer) {
 	fmt.Fprintf(w, "\nkubestream exit code after SIGTERM: %d; log: %s\n", r.ExitCode, r.Log)
 }
 
-func seconds(s float64) string {
-	if math.IsNaN(s) {
-		return "-"
-	}
-	if s < 0.01 {
-		return fmt.Sprintf("%.1fms", s*1000)
-	}
-	if s < 1 {
-		return fmt.Sprintf("%.0fms", s*1000)
-	}
-	return fmt.Sprintf("%.2fs", s)
-}
+func seconds(s float64) string { return benchproc.Seconds(s, "") }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
