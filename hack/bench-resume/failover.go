@@ -15,7 +15,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubestream/kubestream/hack/internal/benchproc"
-	"github.com/kubestream/kubestream/internal/controlplane"
 	"github.com/kubestream/kubestream/pkg/leader"
 )
 
@@ -90,21 +89,14 @@ type failover struct {
 func failoverScenario(ctx context.Context, o options) (*failoverResults, error) {
 	res := &failoverResults{LeaseDuration: leader.DefaultLeaseDuration.String(), RenewDeadline: leader.DefaultRenewDeadline.String(), RetryPeriod: leader.DefaultRetryPeriod.String()}
 	logf("failover: starting etcd and kube-apiserver")
-	cp, err := controlplane.Start(ctx, controlplane.Options{})
-	if err != nil {
-		return res, fmt.Errorf("start control plane: %w", err)
-	}
-	defer cp.Stop()
-	client, err := newClient(cp)
+	cp, client, err := startControlPlane(ctx, failoverNamespace)
 	if err != nil {
 		return res, err
 	}
+	defer cp.Stop()
 	f := &failover{o: o, client: client, dir: filepath.Join(o.logDir, "failover")}
 	if err := os.MkdirAll(f.dir, 0o755); err != nil {
 		return res, err
-	}
-	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: failoverNamespace}}, metav1.CreateOptions{}); err != nil {
-		return res, fmt.Errorf("create namespace: %w", err)
 	}
 	for i := 0; i < failoverConfigMaps; i++ {
 		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("cm-%02d", i), Namespace: failoverNamespace}, Data: map[string]string{"n": "0"}}

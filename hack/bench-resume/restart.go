@@ -148,19 +148,13 @@ type restart struct {
 func restartScenario(ctx context.Context, o options, sink string) (restartResults, error) {
 	res := restartResults{Sink: sink, Pods: o.pods}
 	logf("restart-%s: starting etcd and kube-apiserver", sink)
-	cp, err := controlplane.Start(ctx, controlplane.Options{})
-	if err != nil {
-		return res, fmt.Errorf("start control plane: %w", err)
-	}
-	defer cp.Stop()
-	client, err := newClient(cp)
+	const ns = "resume"
+	cp, client, err := startControlPlane(ctx, ns)
 	if err != nil {
 		return res, err
 	}
-	r := &restart{o: o, client: client, ns: "resume", results: &res}
-	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: r.ns}}, metav1.CreateOptions{}); err != nil {
-		return res, fmt.Errorf("create namespace: %w", err)
-	}
+	defer cp.Stop()
+	r := &restart{o: o, client: client, ns: ns, results: &res}
 	logf("restart-%s: creating %d pods with %d writers", sink, o.pods, o.writers)
 	t0 := time.Now()
 	names := make([]string, o.pods)
@@ -252,10 +246,26 @@ func restartScenario(ctx context.Context, o options, sink string) (restartResult
 	return res, nil
 }
 
-func newClient(cp *controlplane.ControlPlane) (kubernetes.Interface, error) {
+// startControlPlane starts etcd and kube-apiserver, a client of it that
+// speaks protobuf, and namespace ns. The caller stops the control plane.
+func startControlPlane(ctx context.Context, ns string) (*controlplane.ControlPlane, kubernetes.Interface, error) {
+	cp, err := controlplane.Start(ctx, controlplane.Options{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("start control plane: %w", err)
+	}
 	cfg := cp.RestConfig()
 	cfg.ContentType = "application/vnd.kubernetes.protobuf"
-	return kubernetes.NewForConfig(cfg)
+	client, err := kubernetes.NewForConfig(cfg)
+	if err == nil {
+		if _, err = client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			err = fmt.Errorf("create namespace: %w", err)
+		}
+	}
+	if err != nil {
+		cp.Stop()
+		return nil, nil, err
+	}
+	return cp, client, nil
 }
 
 func (r *restart) last() *restartRun { return &r.results.Runs[len(r.results.Runs)-1] }
