@@ -1,13 +1,22 @@
-// Package testbin helps black-box tests run the kubestream binary.
+// Package testbin helps black-box tests run the kubestream binary: build it,
+// start the control plane it watches, and collect its output.
 package testbin
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubestream/kubestream/internal/controlplane"
 )
 
 // Build compiles ./cmd/kubestream from the module root into dir and returns
@@ -24,6 +33,37 @@ func Build(dir string) (string, error) {
 		return "", fmt.Errorf("go build ./cmd/kubestream: %w\n%s", err, out)
 	}
 	return bin, nil
+}
+
+// BuildForTest is Build into a temporary directory of t; a failed build
+// fails t.
+func BuildForTest(t testing.TB) string {
+	t.Helper()
+	bin, err := Build(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// StartControlPlane runs etcd and kube-apiserver (with extra apiserver
+// flags) until t's cleanup, and creates namespace ns with the returned
+// admin client. Failures fail t.
+func StartControlPlane(ctx context.Context, t testing.TB, ns string, apiserverArgs ...string) (*controlplane.ControlPlane, kubernetes.Interface) {
+	t.Helper()
+	cp, err := controlplane.Start(ctx, controlplane.Options{APIServerArgs: apiserverArgs})
+	if err != nil {
+		t.Fatalf("start control plane: %v", err)
+	}
+	t.Cleanup(cp.Stop)
+	client, err := kubernetes.NewForConfig(cp.RestConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return cp, client
 }
 
 // SyncBuffer collects a process's output for a reader in another goroutine.

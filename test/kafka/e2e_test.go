@@ -21,9 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
-	"github.com/kubestream/kubestream/internal/controlplane"
 	"github.com/kubestream/kubestream/internal/testbin"
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
 )
@@ -31,25 +29,14 @@ import (
 func TestBinaryStreamsToKafka(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	bin := build(t)
-	cp, err := controlplane.Start(ctx, controlplane.Options{})
-	if err != nil {
-		t.Fatalf("start control plane: %v", err)
-	}
-	t.Cleanup(cp.Stop)
-	client, err := kubernetes.NewForConfig(cp.RestConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := testbin.BuildForTest(t)
+	const ns = "kafka-e2e"
+	cp, client := testbin.StartControlPlane(ctx, t, ns)
 	kc, err := kfake.NewCluster(kfake.NumBrokers(3))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(kc.Close)
-	const ns = "kafka-e2e"
-	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
 	// One object exists before kubestream starts: it arrives as a snapshot
 	// between the initial round's markers.
 	mkCM := func(name, v string) *corev1.ConfigMap {
@@ -70,17 +57,7 @@ func TestBinaryStreamsToKafka(t *testing.T) {
 	cmd.Env = append(os.Environ(), "KUBESTREAM_KAFKA_TOMBSTONES=true", "HOME="+t.TempDir())
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			<-exited
-		}
-	})
+	exited := start(t, cmd)
 
 	r := newReader(t, kc.ListenAddrs(), "kubestream.configmaps")
 	r.until(ctx, t, "the initial round's end marker", func(recs []record) bool {
@@ -158,17 +135,7 @@ func TestBinaryStreamsToKafka(t *testing.T) {
 		}
 	}
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Errorf("kubestream exited with %v after SIGTERM; stderr:\n%s", err, stderr.String())
-		}
-	case <-ctx.Done():
-		t.Fatalf("kubestream did not stop after SIGTERM; stderr:\n%s", stderr.String())
-	}
+	stop(ctx, t, cmd, exited, &stderr)
 	if !strings.Contains(stderr.String(), "Created Kafka topic") {
 		t.Errorf("stderr does not report the topic creation:\n%s", stderr.String())
 	}
@@ -257,12 +224,36 @@ func (r *reader) until(ctx context.Context, t *testing.T, what string, done func
 	return r.recs
 }
 
-// build compiles ./cmd/kubestream from the module root.
-func build(t *testing.T) string {
+// start starts cmd (its output already set) and returns its Wait error
+// once it exits; the test's cleanup kills it if it still runs.
+func start(t *testing.T, cmd *exec.Cmd) <-chan error {
 	t.Helper()
-	bin, err := testbin.Build(t.TempDir())
-	if err != nil {
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	return bin
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			<-exited
+		}
+	})
+	return exited
+}
+
+// stop sends kubestream SIGTERM and expects a clean exit before ctx ends.
+func stop(ctx context.Context, t *testing.T, cmd *exec.Cmd, exited <-chan error, stderr *bytes.Buffer) {
+	t.Helper()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("kubestream exited with %v after SIGTERM; stderr:\n%s", err, stderr.String())
+		}
+	case <-ctx.Done():
+		t.Fatalf("kubestream did not stop after SIGTERM; stderr:\n%s", stderr.String())
+	}
 }

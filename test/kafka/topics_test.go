@@ -8,16 +8,14 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
-	"github.com/kubestream/kubestream/internal/controlplane"
+	"github.com/kubestream/kubestream/internal/testbin"
 )
 
 // TestTopicsCheckedAtStartup runs the binary with --kinds
@@ -28,20 +26,9 @@ import (
 func TestTopicsCheckedAtStartup(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	bin := build(t)
-	cp, err := controlplane.Start(ctx, controlplane.Options{})
-	if err != nil {
-		t.Fatalf("start control plane: %v", err)
-	}
-	t.Cleanup(cp.Stop)
-	client, err := kubernetes.NewForConfig(cp.RestConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := testbin.BuildForTest(t)
 	const ns = "kafka-topics"
-	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	cp, client := testbin.StartControlPlane(ctx, t, ns)
 	if _, err := client.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Name: "settings", Namespace: ns}, Data: map[string]string{"v": "7"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -110,17 +97,7 @@ func TestTopicsCheckedAtStartup(t *testing.T) {
 		cmd := command(kc)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		t.Cleanup(func() {
-			if cmd.ProcessState == nil {
-				cmd.Process.Kill()
-				<-exited
-			}
-		})
+		exited := start(t, cmd)
 		r := newReader(t, kc.ListenAddrs(), "kubestream.configmaps")
 		recs := r.until(ctx, t, "the snapshot of the config map", func(recs []record) bool {
 			for _, rec := range recs {
@@ -135,17 +112,7 @@ func TestTopicsCheckedAtStartup(t *testing.T) {
 				t.Errorf("snapshot has v=%d, want 7", rec.value)
 			}
 		}
-		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case err := <-exited:
-			if err != nil {
-				t.Errorf("kubestream exited with %v after SIGTERM; stderr:\n%s", err, stderr.String())
-			}
-		case <-ctx.Done():
-			t.Fatalf("kubestream did not stop after SIGTERM; stderr:\n%s", stderr.String())
-		}
+		stop(ctx, t, cmd, exited, &stderr)
 		for _, topic := range []string{"kubestream.configmaps", "kubestream.imagestorage"} {
 			reported := false
 			for _, l := range strings.Split(stderr.String(), "\n") {

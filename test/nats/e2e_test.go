@@ -21,22 +21,11 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
-	"github.com/kubestream/kubestream/internal/controlplane"
 	"github.com/kubestream/kubestream/internal/testbin"
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
 	"github.com/kubestream/kubestream/pkg/sink/nats/natstest"
 )
-
-func build(t *testing.T) string {
-	t.Helper()
-	bin, err := testbin.Build(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return bin
-}
 
 // proc is a running kubestream command.
 type proc struct {
@@ -114,20 +103,9 @@ func tailEvents(t *testing.T, bin, home string, args ...string) (<-chan *kubestr
 func scenario(t *testing.T, runArgs func(home string) []string, tailArgs func(home string) []string, startedLog string) (runLog string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	bin := build(t)
-	cp, err := controlplane.Start(ctx, controlplane.Options{})
-	if err != nil {
-		t.Fatalf("start control plane: %v", err)
-	}
-	t.Cleanup(cp.Stop)
-	client, err := kubernetes.NewForConfig(cp.RestConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := testbin.BuildForTest(t)
 	const ns = "nats-e2e"
-	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	cp, client := testbin.StartControlPlane(ctx, t, ns)
 	cm := func(name, v string) *corev1.ConfigMap {
 		return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Data: map[string]string{"v": v}}
 	}
