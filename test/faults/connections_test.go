@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"context"
 	"net/http"
 	"testing"
 	"time"
@@ -20,37 +19,18 @@ import (
 // quiescence the consumer holds exactly the apiserver's objects, every uid
 // it saw that is gone got a DELETED, and no REPLAY_END removed anything.
 func TestLostAcksAndDroppedConnections(t *testing.T) {
-	began := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	s := seed(t)
+	ctx, logTook := begin(t, 3*time.Minute)
 	const ns = "faults-conns"
-	cp, client := startControlPlane(ctx, t, ns)
+	f := startPopulated(ctx, t, ns, pool{150, 50}, pool{50, 20})
+	cp, client := f.cp, f.client
 	ct := newConnTracker()
 	kc := newKafka(t, kfake.ListenFn(ct.listen))
-
-	pods := newChurner(client, ns, "pods", "pod", 150, s)
-	cms := newChurner(client, ns, "configmaps", "cm", 50, s+1)
-	if err := pods.populate(ctx, 50); err != nil {
-		t.Fatal(err)
-	}
-	if err := cms.populate(ctx, 20); err != nil {
-		t.Fatal(err)
-	}
 	r := newReader(ctx, t, kc.ListenAddrs())
 	b := startBinary(t, cp.Kubeconfig, kc.ListenAddrs(), ns, "--resync", "3s", "--kafka-tombstones")
 	b.awaitReadyz(ctx, t, http.StatusOK, 60*time.Second, "after the initial round")
 	r.awaitInitialRound(ctx, t, b)
 
-	stop := make(chan struct{})
-	wait := churn(ctx, stop, 20, pods, cms)
-	stopped := false
-	defer func() {
-		if !stopped {
-			close(stop)
-			_ = wait()
-		}
-	}()
+	ch := startChurn(ctx, t, 20, f.pods, f.cms)
 	const lostPerFault = 3
 	var ackFaults []*kfake.FaultHandle
 	lostCodes := []*kerr.Error{kerr.RequestTimedOut, kerr.NotEnoughReplicasAfterAppend}
@@ -67,12 +47,7 @@ func TestLostAcksAndDroppedConnections(t *testing.T) {
 		t.Logf("%2ds: the next %d produce requests are appended and answered %s", 2*(i+1), lostPerFault, code.Message)
 	}
 	time.Sleep(2 * time.Second)
-	close(stop)
-	stopped = true
-	if err := wait(); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("churn: %s; %s", pods, cms)
+	ch.end(t)
 	lost := 0
 	for _, h := range ackFaults {
 		lost += h.Hits()
@@ -92,5 +67,5 @@ func TestLostAcksAndDroppedConnections(t *testing.T) {
 		t.Errorf("the consumer saw no deletes: the churn did not exercise them")
 	}
 	b.stop(t)
-	t.Logf("took %s", time.Since(began).Round(100*time.Millisecond))
+	logTook()
 }

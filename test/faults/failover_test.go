@@ -49,21 +49,11 @@ const (
 // no event of the old leader may follow the new leader's first event in any
 // partition (one writer at a time), and the consumer ends exact again.
 func TestLeaderFailoverDuringChurn(t *testing.T) {
-	began := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	s := seed(t)
+	ctx, logTook := begin(t, 3*time.Minute)
 	const ns = "faults-failover"
-	cp, client := startControlPlane(ctx, t, ns)
+	f := startPopulated(ctx, t, ns, pool{150, 100}, pool{80, 50})
+	cp, client := f.cp, f.client
 	kc := newKafka(t)
-	pods := newChurner(client, ns, "pods", "pod", 150, s)
-	cms := newChurner(client, ns, "configmaps", "cm", 80, s+1)
-	if err := pods.populate(ctx, 100); err != nil {
-		t.Fatal(err)
-	}
-	if err := cms.populate(ctx, 50); err != nil {
-		t.Fatal(err)
-	}
 	r := newReader(ctx, t, kc.ListenAddrs())
 	replica := func(instance string) *binary {
 		return startBinary(t, cp.Kubeconfig, kc.ListenAddrs(), ns, "--instance", instance,
@@ -87,15 +77,7 @@ func TestLeaderFailoverDuringChurn(t *testing.T) {
 	}
 
 	// SIGKILL the leader during churn.
-	stop := make(chan struct{})
-	wait := churn(ctx, stop, 10, pods, cms)
-	stopped := false
-	defer func() {
-		if !stopped {
-			close(stop)
-			_ = wait()
-		}
-	}()
+	ch := startChurn(ctx, t, 10, f.pods, f.cms)
 	time.Sleep(4 * time.Second)
 	leader.alive(t)
 	m := r.mark()
@@ -115,12 +97,7 @@ func TestLeaderFailoverDuringChurn(t *testing.T) {
 		t.Errorf("the takeover's first round is %s by %q, want RESUME by %s", rs.reason, rs.instance, standbyName)
 	}
 	time.Sleep(3 * time.Second)
-	close(stop)
-	stopped = true
-	if err := wait(); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("churn: %s; %s", pods, cms)
+	ch.end(t)
 	v := awaitExact(ctx, t, r, client, ns, standby, 60*time.Second, quiescence{settle: 2 * time.Second, quiet: 2 * time.Second})
 	logFinal(t, r, v, "after the SIGKILL failover")
 	if v.deleted == 0 {
@@ -142,9 +119,7 @@ func TestLeaderFailoverDuringChurn(t *testing.T) {
 	}
 
 	// SIGTERM handover during churn.
-	stop = make(chan struct{})
-	wait = churn(ctx, stop, 10, pods, cms)
-	stopped = false
+	ch = startChurn(ctx, t, 10, f.pods, f.cms)
 	time.Sleep(3 * time.Second)
 	leader.alive(t)
 	m = r.mark()
@@ -180,12 +155,7 @@ func TestLeaderFailoverDuringChurn(t *testing.T) {
 			len(again), leaderName, firstEvents(again, 10))
 	}
 	time.Sleep(3 * time.Second)
-	close(stop)
-	stopped = true
-	if err := wait(); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("churn: %s; %s", pods, cms)
+	ch.end(t)
 	if late := r.writtenAfter(leaderName, standbyName, m); len(late) > 0 {
 		t.Errorf("%d events of %s follow %s's first event in their partition: two writers at once\n%s",
 			len(late), leaderName, standbyName, firstEvents(late, 10))
@@ -205,7 +175,7 @@ func TestLeaderFailoverDuringChurn(t *testing.T) {
 		t.Logf("Lease default/kubestream: holder %q, %d transitions", holder, transitions)
 	}
 	standby.stop(t)
-	t.Logf("took %s", time.Since(began).Round(100*time.Millisecond))
+	logTook()
 }
 
 // awaitLeader waits until exactly one replica reports kubestream_leader 1

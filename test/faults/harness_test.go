@@ -68,6 +68,15 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// begin starts a fault test: ctx ends after within, or when the test ends
+// (before its cleanups run); logTook logs how long the test took.
+func begin(t *testing.T, within time.Duration) (ctx context.Context, logTook func()) {
+	began := time.Now()
+	ctx, cancel := context.WithTimeout(t.Context(), within)
+	t.Cleanup(cancel)
+	return ctx, func() { t.Logf("took %s", time.Since(began).Round(100*time.Millisecond)) }
+}
+
 // seed returns FAULTS_SEED or a fresh seed, and logs it.
 func seed(t *testing.T) int64 {
 	t.Helper()
@@ -83,23 +92,36 @@ func seed(t *testing.T) int64 {
 	return s
 }
 
-// startControlPlane runs etcd and kube-apiserver with extra apiserver flags
-// and creates namespace ns.
-func startControlPlane(ctx context.Context, t *testing.T, ns string, apiserverArgs ...string) (*controlplane.ControlPlane, kubernetes.Interface) {
+// pool sizes a churner: the names it uses, and how many of them it creates
+// before kubestream starts.
+type pool struct{ names, populated int }
+
+// populated is where most fault tests start: the seed (logged), a control
+// plane with the test's namespace, and churners of pods (seeded with the
+// seed) and config maps (seed+1) whose first names exist.
+type populated struct {
+	seed      int64
+	cp        *controlplane.ControlPlane
+	client    kubernetes.Interface
+	pods, cms *churner
+}
+
+// startPopulated takes the seed, starts the control plane with namespace ns
+// and creates the first pods and config maps of the two pools.
+func startPopulated(ctx context.Context, t *testing.T, ns string, pods, cms pool) populated {
 	t.Helper()
-	cp, err := controlplane.Start(ctx, controlplane.Options{APIServerArgs: apiserverArgs})
-	if err != nil {
-		t.Fatalf("start control plane: %v", err)
-	}
-	t.Cleanup(cp.Stop)
-	client, err := kubernetes.NewForConfig(cp.RestConfig())
-	if err != nil {
+	s := seed(t)
+	cp, client := testbin.StartControlPlane(ctx, t, ns)
+	p := populated{seed: s, cp: cp, client: client,
+		pods: newChurner(client, ns, "pods", "pod", pods.names, s),
+		cms:  newChurner(client, ns, "configmaps", "cm", cms.names, s+1)}
+	if err := p.pods.populate(ctx, pods.populated); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+	if err := p.cms.populate(ctx, cms.populated); err != nil {
 		t.Fatal(err)
 	}
-	return cp, client
+	return p
 }
 
 // newKafka starts a kfake cluster; topics are left to kubestream's
@@ -166,6 +188,33 @@ func (b *binary) restart(t *testing.T) *binary {
 		t.Fatalf("restart of a kubestream that is still running")
 	}
 	return startKubestream(t, b.addr, b.args)
+}
+
+// awaitFirstStart waits for /readyz of a first start of b and for its first
+// round, read by r in copies, and logs the round.
+func awaitFirstStart(ctx context.Context, t *testing.T, b *binary, r *reader, copies int) roundStats {
+	t.Helper()
+	b.awaitReadyz(ctx, t, http.StatusOK, 60*time.Second, "after the initial round")
+	initial := r.awaitRound(ctx, t, mark{}, copies, b, 60*time.Second, "the initial round")
+	t.Logf("first start: round %s with %d object events %v", initial.reason, len(initial.events), initial.ops())
+	return initial
+}
+
+// restartResumes restarts b (see restart), waits for /readyz and, up to
+// within, for the first round begun after m, read by r in copies; it logs
+// them and expects a resume round (REPLAY_REASON_RESUME).
+func restartResumes(ctx context.Context, t *testing.T, b *binary, r *reader, copies int, m mark, within time.Duration) (*binary, roundStats) {
+	t.Helper()
+	restartedAt := time.Now()
+	b2 := b.restart(t)
+	took, _ := b2.awaitReadyz(ctx, t, http.StatusOK, 60*time.Second, "after the restart")
+	rs := r.awaitRound(ctx, t, m, copies, b2, within, "the restart's first round")
+	t.Logf("restart: /readyz 200 after %s; round %s (%d REPLAY_BEGIN, %d REPLAY_END copies) ended %s after the exec",
+		took.Round(10*time.Millisecond), rs.reason, rs.begins, rs.ends, rs.endedAt.Sub(restartedAt).Round(10*time.Millisecond))
+	if rs.reason != "RESUME" {
+		t.Errorf("the restart's first round has reason %s, want RESUME", rs.reason)
+	}
+	return b2, rs
 }
 
 // kill sends SIGKILL and waits for the process to be gone.
@@ -1023,6 +1072,44 @@ func (c *churner) String() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return fmt.Sprintf("%s: %d creates, %d updates, %d deletes, %d same-name re-creates, %d live", c.kind, c.creates, c.updates, c.deletes, c.recreates, len(c.live))
+}
+
+// churning is a churn (see churn) that the test ends with end; if the test
+// ends first (a failure), its cleanup stops the churners.
+type churning struct {
+	cs    []*churner
+	stop  chan struct{}
+	wait  func() error
+	ended bool
+}
+
+// startChurn churns cs at rate changes per second each.
+func startChurn(ctx context.Context, t *testing.T, rate int, cs ...*churner) *churning {
+	c := &churning{cs: cs, stop: make(chan struct{})}
+	c.wait = churn(ctx, c.stop, rate, cs...)
+	t.Cleanup(func() {
+		if !c.ended {
+			close(c.stop)
+			_ = c.wait()
+		}
+	})
+	return c
+}
+
+// end stops the churn, fails the test on its first error and logs what the
+// churners did.
+func (c *churning) end(t *testing.T) {
+	t.Helper()
+	close(c.stop)
+	c.ended = true
+	if err := c.wait(); err != nil {
+		t.Fatal(err)
+	}
+	done := make([]string, len(c.cs))
+	for i, ch := range c.cs {
+		done[i] = ch.String()
+	}
+	t.Logf("churn: %s", strings.Join(done, "; "))
 }
 
 // churn runs churners concurrently until stop is closed; wait returns the

@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"context"
 	"net/http"
 	"testing"
 	"time"
@@ -21,22 +20,11 @@ import (
 // acknowledged, 200 after, 503 once publishing has failed for longer than
 // --unready-after during the outage, and 200 again after recovery.
 func TestBrokerOutageLongerThanResync(t *testing.T) {
-	began := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	s := seed(t)
+	ctx, logTook := begin(t, 3*time.Minute)
 	const ns = "faults-outage"
-	cp, client := startControlPlane(ctx, t, ns)
+	f := startPopulated(ctx, t, ns, pool{200, 60}, pool{50, 20})
+	cp, client := f.cp, f.client
 	kc := newKafka(t)
-
-	pods := newChurner(client, ns, "pods", "pod", 200, s)
-	cms := newChurner(client, ns, "configmaps", "cm", 50, s+1)
-	if err := pods.populate(ctx, 60); err != nil {
-		t.Fatal(err)
-	}
-	if err := cms.populate(ctx, 20); err != nil {
-		t.Fatal(err)
-	}
 
 	// The broker refuses produce requests from the start, so the initial
 	// round cannot be acknowledged and /readyz must say so.
@@ -63,15 +51,7 @@ func TestBrokerOutageLongerThanResync(t *testing.T) {
 	t.Logf("/readyz 200 %s after the broker accepted produce requests", took.Round(10*time.Millisecond))
 	r.awaitInitialRound(ctx, t, b)
 
-	stop := make(chan struct{})
-	wait := churn(ctx, stop, 25, pods, cms) // 50 changes per second in all
-	stopped := false
-	defer func() {
-		if !stopped {
-			close(stop)
-			_ = wait()
-		}
-	}()
+	ch := startChurn(ctx, t, 25, f.pods, f.cms) // 50 changes per second in all
 	time.Sleep(5 * time.Second)
 
 	// The outage: 10 s of refused produce requests during churn.
@@ -105,12 +85,7 @@ func TestBrokerOutageLongerThanResync(t *testing.T) {
 	t.Logf("/readyz 200 again %s after the broker recovered", took.Round(10*time.Millisecond))
 
 	time.Sleep(5 * time.Second) // churn goes on after recovery
-	close(stop)
-	stopped = true
-	if err := wait(); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("churn: %s; %s", pods, cms)
+	ch.end(t)
 
 	v := awaitExact(ctx, t, r, client, ns, b, 90*time.Second, quiescence{settle: 7 * time.Second, rounds: 2})
 	records, ends, _ := r.counts()
@@ -120,5 +95,5 @@ func TestBrokerOutageLongerThanResync(t *testing.T) {
 		t.Errorf("the consumer saw no deletes: the churn did not exercise them")
 	}
 	b.stop(t)
-	t.Logf("took %s", time.Since(began).Round(100*time.Millisecond))
+	logTook()
 }

@@ -18,6 +18,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/kubestream/kubestream/internal/controlplane"
+	"github.com/kubestream/kubestream/internal/testbin"
 )
 
 // TestRelistAfterWatchGap cuts kubestream off the apiserver (a TCP proxy
@@ -31,12 +32,10 @@ import (
 // re-created name, and the consumer must end exact. --resync 0: no replay
 // round can paper over a missing delete.
 func TestRelistAfterWatchGap(t *testing.T) {
-	began := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+	ctx, logTook := begin(t, 3*time.Minute)
 	s := seed(t)
 	const ns = "faults-relist"
-	cp, client := startControlPlane(ctx, t, ns, "--watch-cache=false", "--etcd-compaction-interval=1s")
+	cp, client := testbin.StartControlPlane(ctx, t, ns, "--watch-cache=false", "--etcd-compaction-interval=1s")
 	kc := newKafka(t)
 
 	u, err := url.Parse(cp.URL)
@@ -176,7 +175,7 @@ func TestRelistAfterWatchGap(t *testing.T) {
 	}
 	t.Logf("consumer %d objects, apiserver %d objects, deleted %d (gap deletes %d, proxy cuts %d)", v.consumer, v.apiserver, v.deleted, len(gone), px.cuts)
 	b.stop(t)
-	t.Logf("took %s", time.Since(began).Round(100*time.Millisecond))
+	logTook()
 }
 
 // proxiedKubeconfig writes an admin kubeconfig for cp that reaches the

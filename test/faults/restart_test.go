@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand"
-	"net/http"
 	"sort"
 	"strings"
 	"testing"
@@ -128,29 +127,17 @@ func TestRestartAfterSIGKILLSendsTheDeletes(t *testing.T) {
 // again with nothing changed: the restart's round is a resume round, and
 // neither inside it nor for 3 s after does any object event go out.
 func TestRestartWithNothingChangedSendsNoObjectEvents(t *testing.T) {
-	began := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	s := seed(t)
+	ctx, logTook := begin(t, 2*time.Minute)
 	const ns = "faults-unchanged"
-	cp, client := startControlPlane(ctx, t, ns)
-	pods := newChurner(client, ns, "pods", "pod", 120, s)
-	cms := newChurner(client, ns, "configmaps", "cm", 60, s+1)
-	if err := pods.populate(ctx, 100); err != nil {
-		t.Fatal(err)
-	}
-	if err := cms.populate(ctx, 50); err != nil {
-		t.Fatal(err)
-	}
+	f := startPopulated(ctx, t, ns, pool{120, 100}, pool{60, 50})
+	cp, client := f.cp, f.client
 	truth, err := listTruth(ctx, client, ns)
 	if err != nil {
 		t.Fatal(err)
 	}
 	run := startKafkaSink(ctx, t, cp, ns)
 	b, r, copies := run.b, run.r, run.copies
-	b.awaitReadyz(ctx, t, http.StatusOK, 60*time.Second, "after the initial round")
-	initial := r.awaitRound(ctx, t, mark{}, copies, b, 60*time.Second, "the initial round")
-	t.Logf("first start: round %s with %d object events %v", initial.reason, len(initial.events), initial.ops())
+	initial := awaitFirstStart(ctx, t, b, r, copies)
 	if initial.reason != "INITIAL" {
 		t.Errorf("the first start's round has reason %s, want INITIAL (nothing was saved)", initial.reason)
 	}
@@ -162,15 +149,7 @@ func TestRestartWithNothingChangedSendsNoObjectEvents(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	restartedAt := time.Now()
-	b2 := b.restart(t)
-	took, _ := b2.awaitReadyz(ctx, t, http.StatusOK, 60*time.Second, "after the restart")
-	rs := r.awaitRound(ctx, t, m, copies, b2, 30*time.Second, "the restart's first round")
-	t.Logf("restart: /readyz 200 after %s, round %s (%d REPLAY_BEGIN and %d REPLAY_END copies) ended %s after the exec",
-		took.Round(10*time.Millisecond), rs.reason, rs.begins, rs.ends, rs.endedAt.Sub(restartedAt).Round(10*time.Millisecond))
-	if rs.reason != "RESUME" {
-		t.Errorf("the restart's first round has reason %s, want RESUME", rs.reason)
-	}
+	b2, rs := restartResumes(ctx, t, b, r, copies, m, 30*time.Second)
 	if len(rs.events) != 0 {
 		t.Errorf("the restart's round carried %d object events %v for %d unchanged objects, want none:\n%s",
 			len(rs.events), rs.ops(), len(truth), firstEvents(rs.events, 10))
@@ -185,7 +164,7 @@ func TestRestartWithNothingChangedSendsNoObjectEvents(t *testing.T) {
 	t.Logf("restart round: %d object events for %d objects (the initial round had %d); state after the restart: kubestream_state_positions %s",
 		len(rs.events), v.apiserver, len(initial.events), b2.metric("kubestream_state_positions"))
 	b2.stop(t)
-	t.Logf("took %s", time.Since(began).Round(100*time.Millisecond))
+	logTook()
 }
 
 // firstEvents lists up to n events, one a line.
@@ -205,24 +184,12 @@ func firstEvents(evs []readEvent, n int) string {
 // sink start decides: it starts the reader and kubestream (after the
 // objects exist) and says how many copies of a marker the reader reads.
 func restartAfterSIGKILL(t *testing.T, ns string, start func(context.Context, *testing.T, *controlplane.ControlPlane, string) sinkRun) {
-	began := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	s := seed(t)
-	cp, client := startControlPlane(ctx, t, ns)
-	pods := newChurner(client, ns, "pods", "pod", 240, s)
-	cms := newChurner(client, ns, "configmaps", "cm", 130, s+1)
-	if err := pods.populate(ctx, 190); err != nil {
-		t.Fatal(err)
-	}
-	if err := cms.populate(ctx, 100); err != nil {
-		t.Fatal(err)
-	}
-	run := start(ctx, t, cp, ns)
+	ctx, logTook := begin(t, 3*time.Minute)
+	f := startPopulated(ctx, t, ns, pool{240, 190}, pool{130, 100})
+	client, pods, cms := f.client, f.pods, f.cms
+	run := start(ctx, t, f.cp, ns)
 	b, r, copies := run.b, run.r, run.copies
-	b.awaitReadyz(ctx, t, http.StatusOK, 60*time.Second, "after the initial round")
-	initial := r.awaitRound(ctx, t, mark{}, copies, b, 60*time.Second, "the initial round")
-	t.Logf("first start: round %s with %d object events %v", initial.reason, len(initial.events), initial.ops())
+	awaitFirstStart(ctx, t, b, r, copies)
 
 	// Churn, and SIGKILL in the middle of it.
 	stop := make(chan struct{})
@@ -247,7 +214,7 @@ func restartAfterSIGKILL(t *testing.T, ns string, start func(context.Context, *t
 
 	// 10 s of changes while it is down.
 	plan := downtimePlan{deletes: 50, recreates: 20, updates: 30, creates: 20}
-	if err := plan.run(ctx, rand.New(rand.NewSource(s+2)), 10*time.Second, pods, cms); err != nil {
+	if err := plan.run(ctx, rand.New(rand.NewSource(f.seed+2)), 10*time.Second, pods, cms); err != nil {
 		t.Fatal(err)
 	}
 	afterDown, err := listTruth(ctx, client, ns)
@@ -276,15 +243,7 @@ func restartAfterSIGKILL(t *testing.T, ns string, start func(context.Context, *t
 	}
 
 	m := r.mark()
-	restartedAt := time.Now()
-	b2 := b.restart(t)
-	took, _ := b2.awaitReadyz(ctx, t, http.StatusOK, 60*time.Second, "after the restart")
-	rs := r.awaitRound(ctx, t, m, copies, b2, 60*time.Second, "the restart's first round")
-	t.Logf("restart: /readyz 200 after %s; round %s (%d REPLAY_BEGIN, %d REPLAY_END copies) ended %s after the exec",
-		took.Round(10*time.Millisecond), rs.reason, rs.begins, rs.ends, rs.endedAt.Sub(restartedAt).Round(10*time.Millisecond))
-	if rs.reason != "RESUME" {
-		t.Errorf("the restart's first round has reason %s, want RESUME", rs.reason)
-	}
+	b2, rs := restartResumes(ctx, t, b, r, copies, m, 60*time.Second)
 	var resent []readEvent
 	for _, e := range rs.events {
 		if settled[e.ev.GetObject().GetUid()] {
@@ -323,7 +282,7 @@ func restartAfterSIGKILL(t *testing.T, ns string, start func(context.Context, *t
 	logFinal(t, r, v, "after the restart")
 	t.Logf("duplicate ids %d", r.duplicates())
 	b2.stop(t)
-	t.Logf("took %s", time.Since(began).Round(100*time.Millisecond))
+	logTook()
 }
 
 // downtimePlan is a fixed number of changes, spread evenly over a duration
