@@ -29,7 +29,8 @@ import (
 
 // Object is one object a State holds.
 type Object struct {
-	// Key is resource/namespace/name, the Kafka record key.
+	// Key is resource/namespace/name (namespace empty for cluster-scoped
+	// kinds), the form of ReplayMarker.pending_keys.
 	Key             string
 	UID             string
 	ResourceVersion string

@@ -31,6 +31,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
+	"github.com/kubestream/kubestream/pkg/contract"
 )
 
 // ErrNoStore is returned (wrapped) by a sink whose configuration has no
@@ -94,12 +95,6 @@ type Store interface {
 	Write(ctx context.Context, puts map[string]Entry, deletes []string) error
 	// Close releases the store's connections.
 	Close() error
-}
-
-// Key returns the object key of an event: resource/namespace/name.
-func Key(ev *kubestreamv1.Event) string {
-	o := ev.GetObject()
-	return o.GetResource() + "/" + o.GetNamespace() + "/" + o.GetName()
 }
 
 // StoreKey is the store key of one incarnation: objectKey/uid.
@@ -183,7 +178,7 @@ func (t *Tracker) Intend(ctx context.Context, events []*kubestreamv1.Event) erro
 			continue
 		}
 		uid := ev.GetObject().GetUid()
-		k := StoreKey(Key(ev), uid)
+		k := StoreKey(contract.Key(ev), uid)
 		if _, ok := t.known[k]; ok {
 			continue
 		}
@@ -217,7 +212,7 @@ func (t *Tracker) Acknowledged(ev *kubestreamv1.Event) {
 	if !objectEvent(ev) {
 		return
 	}
-	k := StoreKey(Key(ev), ev.GetObject().GetUid())
+	k := StoreKey(contract.Key(ev), ev.GetObject().GetUid())
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	switch ev.GetOperation() {

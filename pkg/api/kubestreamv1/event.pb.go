@@ -1344,7 +1344,8 @@ type ReplayMarker struct {
 	// On REPLAY_END: how many objects the round covered per kind (each was
 	// sent as a snapshot, or as a live change that replaced its snapshot).
 	ObjectCounts map[string]int64 `protobuf:"bytes,4,rep,name=object_counts,json=objectCounts,proto3" json:"object_counts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
-	// On REPLAY_END: keys ("pods/default/web-0", the Kafka record key) whose
+	// On REPLAY_END: keys, resource/namespace/name with the namespace empty
+	// for cluster-scoped kinds ("pods/default/web-0", "nodes//node-a"), whose
 	// events of this round were not yet acknowledged when the marker had
 	// waited its longest for them (a topic missing, a broker refusing). Their
 	// events follow later, in order. A consumer must not drop these objects
