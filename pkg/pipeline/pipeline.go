@@ -212,6 +212,7 @@ func New(sink Sink, translator Translator, opts Options) *Pipeline {
 		epochItems: map[uint64]int{},
 		parked:     map[uint64][]string{},
 		failing:    map[*item]struct{}{},
+		waiting:    map[*item]*time.Timer{},
 	}
 	p.cond = sync.NewCond(&p.mu)
 	p.idle = sync.NewCond(&p.mu)
@@ -623,13 +624,10 @@ func (p *Pipeline) worker(ctx context.Context) {
 // waiting out their backoff.
 const wakeInterval = time.Second
 
-// backOff schedules it's retry after delay.
+// backOff schedules its retry after delay.
 func (p *Pipeline) backOff(it *item, delay time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.waiting == nil {
-		p.waiting = map[*item]*time.Timer{}
-	}
 	p.waiting[it] = time.AfterFunc(delay, func() { p.retryNow(it) })
 }
 
