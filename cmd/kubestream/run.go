@@ -18,6 +18,7 @@ import (
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
 	"github.com/kubestream/kubestream/pkg/app"
 	"github.com/kubestream/kubestream/pkg/config"
+	"github.com/kubestream/kubestream/pkg/discover"
 	"github.com/kubestream/kubestream/pkg/kinds"
 	"github.com/kubestream/kubestream/pkg/leader"
 	"github.com/kubestream/kubestream/pkg/pipeline"
@@ -87,7 +88,9 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		kubeContext   = fs.String("context", "", "kubeconfig context (default: the current context)")
 		clusterName   = fs.String("cluster-name", "default", "cluster name put on every event")
 		instance      = fs.String("instance", "", "name of this kubestream instance on every event (default: $POD_NAME, else the host name)")
-		kindList      = fs.String("kinds", strings.Join(kinds.Names(kinds.All()), ","), "kinds to watch, comma-separated")
+		kindList      = fs.String("kinds", strings.Join(kinds.Names(kinds.All()), ","), "kinds to watch, comma-separated, as kubectl names them (pods, deploy, deployments.apps, certificates.cert-manager.io, rollouts.v1alpha1.argoproj.io) or patterns ('*', '*.example.com': kinds created while running are picked up)")
+		excludeKinds  = fs.String("exclude-kinds", discover.DefaultExclude, "kinds --kinds patterns leave out unless named (names or patterns); empty leaves out nothing")
+		metadataOnly  = fs.String("kinds-metadata-only", discover.DefaultMetadataOnly, "kinds watched as metadata only: names, labels, annotations and owners, never spec, status or data (names or patterns); empty for none")
 		namespace     = fs.String("namespace", "", "watch namespaced kinds in this namespace only (default: all)")
 		selector      = fs.String("selector", "", "label selector applied to every kind, e.g. 'team=payments,tier!=test'")
 		resync        = fs.Duration("resync", DefaultResync, "replay period: every period, all objects are sent again as snapshots between begin/end markers; 0 disables")
@@ -133,9 +136,9 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	var problems []string
-	ks, err := kinds.Parse(*kindList)
+	selection, err := discover.Parse(*kindList, *excludeKinds, *metadataOnly)
 	if err != nil {
-		problems = append(problems, "--kinds: "+err.Error())
+		problems = append(problems, strings.Split(err.Error(), "\n")...)
 	}
 	ct, err := parseContentType(*contentType)
 	if err != nil {
@@ -184,8 +187,8 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		derivers = append(derivers, ds...)
 		// Image storage derives from nodes: without them its stream stays
-		// empty, and its topic is not required.
-		if len(ds) > 0 && e.streams != nil && watchesNodes(ks) {
+		// empty, and its topic is not required (app.Run decides).
+		if len(ds) > 0 && e.streams != nil {
 			derivedStreams = append(derivedStreams, e.streams()...)
 		}
 	}
@@ -203,7 +206,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Context:         *kubeContext,
 		ClusterName:     *clusterName,
 		Instance:        orDefault(*instance, defaultInstance()),
-		Kinds:           ks,
+		Selection:       &selection,
 		Namespace:       *namespace,
 		Selector:        *selector,
 		Resync:          *resync,
@@ -224,15 +227,6 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, err)
 	}
 	return 0
-}
-
-func watchesNodes(ks []kinds.Kind) bool {
-	for _, k := range ks {
-		if k.Resource == kinds.Nodes.Resource {
-			return true
-		}
-	}
-	return false
 }
 
 func fail(stderr io.Writer, err error) int {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -17,14 +18,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 	authorizationv1 "k8s.io/api/authorization/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
+	"github.com/kubestream/kubestream/pkg/discover"
 	"github.com/kubestream/kubestream/pkg/event"
 	"github.com/kubestream/kubestream/pkg/kinds"
 	"github.com/kubestream/kubestream/pkg/leader"
@@ -48,6 +50,9 @@ type Config struct {
 	Context     string
 	ClusterName string
 	Instance    string
+	// Selection is resolved with the cluster's discovery (names, patterns);
+	// when nil, Kinds are watched as they are (default: the typed kinds).
+	Selection   *discover.Selection
 	Kinds       []kinds.Kind
 	Namespace   string
 	Selector    string
@@ -76,7 +81,8 @@ type Config struct {
 	// Derivers add derived events (image storage).
 	Derivers []source.Deriver
 	// DerivedStreams names the streams the derivers publish to
-	// (kinds.ImageStorage), for the sink's start-up check.
+	// (kinds.ImageStorage), for the sink's start-up check when nodes are
+	// watched (image storage derives from them).
 	DerivedStreams []string
 	// Registry receives metrics; default a new registry.
 	Registry *prometheus.Registry
@@ -132,57 +138,20 @@ func RestConfig(kubeconfig, context string) (*rest.Config, string, error) {
 }
 
 // Preflight checks that the apiserver answers and that every kind may be
-// listed, so a wrong kubeconfig or missing RBAC fails at once with a clear
-// message instead of informers retrying forever.
-func Preflight(ctx context.Context, client kubernetes.Interface, host string, ks []kinds.Kind, namespace string) error {
+// listed and watched, so a wrong kubeconfig or missing RBAC fails at once
+// with a clear message instead of informers retrying forever.
+func Preflight(ctx context.Context, client kubernetes.Interface, meta metadata.Interface, host string, ks []kinds.Kind, namespace string) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if _, err := client.Discovery().ServerVersion(); err != nil {
 		return fmt.Errorf("cannot reach the Kubernetes API at %s: %w (check --kubeconfig and --context, and that the cluster is up)", host, err)
 	}
 	for _, k := range ks {
-		var err error
-		opts := metav1.ListOptions{Limit: 1}
-		switch k.Resource {
-		case kinds.Pods.Resource:
-			_, err = client.CoreV1().Pods(namespace).List(ctx, opts)
-		case kinds.Nodes.Resource:
-			_, err = client.CoreV1().Nodes().List(ctx, opts)
-		case kinds.ConfigMaps.Resource:
-			_, err = client.CoreV1().ConfigMaps(namespace).List(ctx, opts)
-		case kinds.Deployments.Resource:
-			_, err = client.AppsV1().Deployments(namespace).List(ctx, opts)
-		}
-		if apierrors.IsForbidden(err) {
-			return BadInput(fmt.Errorf("not allowed to list %s: grant get, list and watch on %s (deploy/ has the ClusterRole), or drop it from --kinds: %w", k.Resource, k.Resource, err))
-		}
-		if err != nil {
-			return fmt.Errorf("list %s at %s: %w", k.Resource, host, err)
-		}
-		// Without watch, informers fall back to relisting and log
-		// "forbidden" forever: refuse to start instead.
-		if allowed, err := canWatch(ctx, client, k, namespace); err == nil && !allowed {
-			return BadInput(fmt.Errorf("not allowed to watch %s: grant get, list and watch on %s (deploy/ has the ClusterRole), or drop it from --kinds", k.Resource, k.Resource))
+		if err := checkKind(ctx, meta, client, host, k, namespace); err != nil {
+			return err
 		}
 	}
 	return nil
-}
-
-// canWatch asks the apiserver whether this identity may watch a kind.
-func canWatch(ctx context.Context, client kubernetes.Interface, k kinds.Kind, namespace string) (bool, error) {
-	review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
-		ResourceAttributes: &authorizationv1.ResourceAttributes{
-			Verb: "watch", Group: k.GVK.Group, Resource: k.Resource, Namespace: namespace,
-		},
-	}}
-	if !k.Namespaced {
-		review.Spec.ResourceAttributes.Namespace = ""
-	}
-	res, err := client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
-	if err != nil {
-		return false, err
-	}
-	return res.Status.Allowed, nil
 }
 
 // SinkOpener validates a sink's settings and connects it. streams names
@@ -215,8 +184,25 @@ func Run(ctx context.Context, cfg Config, openSink SinkOpener) error {
 	if err != nil {
 		return BadInput(fmt.Errorf("build Kubernetes client: %w", err))
 	}
-	if err := Preflight(ctx, client, restCfg.Host, cfg.Kinds, cfg.Namespace); err != nil {
+	meta, err := metadata.NewForConfig(restCfg)
+	if err != nil {
+		return BadInput(fmt.Errorf("build Kubernetes metadata client: %w", err))
+	}
+	if _, err := client.Discovery().ServerVersion(); err != nil {
+		return fmt.Errorf("cannot reach the Kubernetes API at %s: %w (check --kubeconfig and --context, and that the cluster is up)", restCfg.Host, err)
+	}
+	ks, _, err := resolveKinds(client, cfg)
+	if err != nil {
 		return err
+	}
+	if err := Preflight(ctx, client, meta, restCfg.Host, ks, cfg.Namespace); err != nil {
+		return err
+	}
+	patterns := cfg.Selection != nil && cfg.Selection.HasPatterns()
+	if patterns {
+		if ok, err := canDo(ctx, client, "watch", discover.Definitions.Group, discover.Definitions.Resource, ""); err == nil && !ok {
+			return BadInput(fmt.Errorf("--kinds patterns watch custom resource definitions to pick up new kinds: grant get, list and watch on customresourcedefinitions.apiextensions.k8s.io (kubestream rbac prints it), or name the kinds instead"))
+		}
 	}
 	var elector *leader.Elector
 	if le := cfg.LeaderElection; le != nil {
@@ -232,9 +218,13 @@ func Run(ctx context.Context, cfg Config, openSink SinkOpener) error {
 		}
 	}
 	logger.Info("Connected to cluster", "context", contextName, "server", restCfg.Host, "cluster", cfg.ClusterName,
-		"kinds", kinds.Names(cfg.Kinds), "namespace", orAll(cfg.Namespace), "selector", cfg.Selector, "resync", cfg.Resync.String())
+		"kinds", kinds.Names(ks), "namespace", orAll(cfg.Namespace), "selector", cfg.Selector, "resync", cfg.Resync.String())
 
-	sink, err := openSink(ctx, append(kinds.Names(cfg.Kinds), cfg.DerivedStreams...))
+	streams := kinds.Names(ks)
+	if slices.ContainsFunc(ks, func(k kinds.Kind) bool { return k.Resource == kinds.Nodes.Resource }) {
+		streams = append(streams, cfg.DerivedStreams...)
+	}
+	sink, err := openSink(ctx, streams)
 	if err != nil {
 		return err
 	}
@@ -293,10 +283,14 @@ func Run(ctx context.Context, cfg Config, openSink SinkOpener) error {
 	}
 	translator := &event.Translator{Cluster: cfg.ClusterName, Instance: cfg.Instance, ContentType: cfg.ContentType}
 	pipe := pipeline.New(sink, translator, popts)
-	src, err := source.New(source.Options{
-		Client: client, RestConfig: restCfg, Kinds: cfg.Kinds, Namespace: cfg.Namespace, Selector: cfg.Selector,
+	sopts := source.Options{
+		RestConfig: restCfg, Kinds: ks, Namespace: cfg.Namespace, Selector: cfg.Selector,
 		Resync: cfg.Resync, Queue: pipe, Derivers: cfg.Derivers,
-	})
+	}
+	if patterns {
+		sopts.Covers = cfg.Selection.Covers
+	}
+	src, err := source.New(sopts)
 	if err != nil {
 		closeSink(ctx)
 		return BadInput(err)
@@ -312,6 +306,10 @@ func Run(ctx context.Context, cfg Config, openSink SinkOpener) error {
 			}
 			return 0
 		}))
+	var watcher *kindWatcher
+	if patterns {
+		watcher = newKindWatcher(*cfg.Selection, client, meta, restCfg.Host, cfg.Namespace, src, sink, reg)
+	}
 	unreadyAfter := cfg.UnreadyAfter
 	if unreadyAfter <= 0 {
 		unreadyAfter = time.Minute
@@ -420,6 +418,11 @@ func Run(ctx context.Context, cfg Config, openSink SinkOpener) error {
 			}()
 		}
 		src.Activate(gctx, act)
+		if watcher != nil {
+			if err := watcher.run(gctx, restCfg); err != nil {
+				return err
+			}
+		}
 		src.RunReplays(gctx)
 		return nil
 	})

@@ -2,31 +2,36 @@ package change
 
 import (
 	"fmt"
+	"reflect"
+	"sync"
 
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 )
 
 // Compact is an object as kubestream's informer cache keeps it: the identity
-// the cache and the pipeline need, and the object's Kubernetes protobuf
-// encoding. A decoded Pod holds about 6 KB of Go heap; its encoding about
-// 1 KB. Events carry the encoding as it is, and Full decodes the object only
-// when a change needs its fields (summaries, changed paths, JSON).
+// the cache and the pipeline need, and the object's encoding as the
+// apiserver sent it (Kubernetes protobuf, or JSON for kinds served only as
+// JSON), managed fields stripped. A decoded Pod holds about 6 KB of Go heap;
+// its encoding about 1 KB. Events carry the encoding as it is, and Full
+// decodes the object only when a change needs its fields (summaries,
+// changed paths, JSON).
 //
 // A Compact is immutable once built: Raw is shared, never written.
 type Compact struct {
 	// identity is all the cache and the pipeline read of an object.
 	identity
-	// Raw is the protobuf encoding of the full object (managed fields
-	// stripped), as the kind's generated Marshal writes it.
+	// Raw is the encoding of the full object.
 	Raw []byte
-	// new returns an empty object of the kind, to decode into.
-	new func() protoObject
+	// codec decodes Raw; one per kind.
+	codec *Codec
 }
+
+// JSON reports whether Raw is JSON (else Kubernetes protobuf).
+func (c *Compact) JSON() bool { return c.codec.json }
 
 // protoObject is a generated Kubernetes API type.
 type protoObject interface {
@@ -35,24 +40,40 @@ type protoObject interface {
 	Unmarshal([]byte) error
 }
 
-// Compacted returns the compact form of obj for the kinds worth compacting
-// (pods, deployments, config maps: the many objects of a cluster), and obj
-// itself for others and for objects that are compact already. Nodes stay
-// decoded: they are few, and image-storage accounting reads them on every
-// change.
+// Codec turns one kind's encoded objects into Compacts and back into
+// decoded objects.
+type Codec struct {
+	kind string
+	// newObject returns an empty object to decode protobuf into.
+	newObject func() runtime.Object
+	json      bool
+}
+
+// ProtoCodec is the codec of a kind received as Kubernetes protobuf; newObject
+// returns an empty object of the kind (a generated type, or
+// PartialObjectMetadata).
+func ProtoCodec(kind string, newObject func() runtime.Object) *Codec {
+	return &Codec{kind: kind, newObject: newObject}
+}
+
+// JSONCodec is the codec of a kind the apiserver serves as JSON only (custom
+// resources); objects decode to Unstructured.
+func JSONCodec(kind string) *Codec { return &Codec{kind: kind, json: true} }
+
+var protoCodecs sync.Map // reflect.Type -> *Codec
+
+// Compacted returns the compact form of a decoded Kubernetes object with a
+// protobuf encoding (as the cache would keep it), and obj itself for
+// objects that are compact already or have no protobuf encoding.
 func Compacted(obj any) (any, error) {
-	var kind string
-	switch obj.(type) {
-	case *corev1.Pod:
-		kind = "Pod"
-	case *corev1.ConfigMap:
-		kind = "ConfigMap"
-	case *appsv1.Deployment:
-		kind = "Deployment"
-	default:
+	o, ok := obj.(protoObject)
+	if !ok {
 		return obj, nil
 	}
-	o := obj.(protoObject)
+	t := reflect.TypeOf(obj)
+	cd, _ := protoCodecs.LoadOrStore(t, ProtoCodec(t.Elem().Name(), func() runtime.Object {
+		return reflect.New(t.Elem()).Interface().(runtime.Object)
+	}))
 	raw, err := o.Marshal()
 	if err != nil {
 		return nil, fmt.Errorf("encode %T %s/%s for the cache: %w", obj, o.GetNamespace(), o.GetName(), err)
@@ -60,7 +81,7 @@ func Compacted(obj any) (any, error) {
 	return &Compact{
 		identity: identity{namespace: o.GetNamespace(), name: o.GetName(), uid: o.GetUID(), resourceVersion: o.GetResourceVersion()},
 		Raw:      raw,
-		new:      compactKinds[kind],
+		codec:    cd.(*Codec),
 	}, nil
 }
 
@@ -70,9 +91,19 @@ func Full(o Object) (Object, error) {
 	if !ok {
 		return o, nil
 	}
-	full := c.new()
+	if c.codec.json {
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(c.Raw); err != nil {
+			return nil, fmt.Errorf("decode cached %s %s/%s: %w", c.codec.kind, c.namespace, c.name, err)
+		}
+		return u, nil
+	}
+	full, ok := c.codec.newObject().(protoObject)
+	if !ok {
+		return nil, fmt.Errorf("decode cached %s %s/%s: the kind has no protobuf encoding", c.codec.kind, c.namespace, c.name)
+	}
 	if err := full.Unmarshal(c.Raw); err != nil {
-		return nil, fmt.Errorf("decode cached %s/%s: %w", c.namespace, c.name, err)
+		return nil, fmt.Errorf("decode cached %s %s/%s: %w", c.codec.kind, c.namespace, c.name, err)
 	}
 	return full, nil
 }

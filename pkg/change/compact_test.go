@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/kubestream/kubestream/internal/testobj"
 	"github.com/kubestream/kubestream/pkg/change"
@@ -36,12 +37,13 @@ func TestCompactRoundTrip(t *testing.T) {
 	}
 }
 
-func TestNodesStayDecoded(t *testing.T) {
-	node := &corev1.Node{}
-	c, err := change.Compacted(node)
-	if err != nil || c != node {
-		t.Fatalf("a node was changed to %T (%v)", c, err)
+func TestDecodedObjectsPassThrough(t *testing.T) {
+	u := &unstructured.Unstructured{Object: map[string]any{"kind": "Widget"}}
+	c, err := change.Compacted(u)
+	if err != nil || c != u {
+		t.Fatalf("an object without protobuf was changed to %T (%v)", c, err)
 	}
+	node := &corev1.Node{}
 	full, err := change.Full(node)
 	if err != nil || full != node {
 		t.Fatal("Full changed a decoded object")

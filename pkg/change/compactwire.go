@@ -3,8 +3,6 @@ package change
 import (
 	"fmt"
 
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -30,26 +28,13 @@ const (
 	listRemainingItemCnt = 4
 )
 
-// compactKinds are the kinds kept compact, by Kubernetes kind name.
-var compactKinds = map[string]func() protoObject{
-	"Pod":        func() protoObject { return &corev1.Pod{} },
-	"ConfigMap":  func() protoObject { return &corev1.ConfigMap{} },
-	"Deployment": func() protoObject { return &appsv1.Deployment{} },
-}
-
-// CompactKind reports whether objects of a Kubernetes kind are kept compact.
-func CompactKind(kind string) bool { _, ok := compactKinds[kind]; return ok }
-
-// CompactFromProto builds a Compact from an object's protobuf encoding (the
+// FromProto builds a Compact from an object's protobuf encoding (the
 // apiserver's bytes, inside its "k8s\x00" envelope) without decoding the
 // object: it reads the identity from the metadata and drops managedFields
 // from the bytes. raw must not be modified afterwards.
-func CompactFromProto(kind string, raw []byte) (*Compact, error) {
-	newFn, ok := compactKinds[kind]
-	if !ok {
-		return nil, fmt.Errorf("kind %q is not kept compact", kind)
-	}
-	c := &Compact{new: newFn}
+func (cd *Codec) FromProto(raw []byte) (*Compact, error) {
+	kind := cd.kind
+	c := &Compact{codec: cd}
 	var (
 		meta    []byte
 		metaAt  = -1
@@ -186,10 +171,11 @@ func (l *CompactList) DeepCopyObject() runtime.Object {
 	return out
 }
 
-// CompactListFromProto builds a CompactList from a list's protobuf encoding
+// ListFromProto builds a CompactList from a list's protobuf encoding
 // (PodList and the like). Each item's bytes are copied, so items do not pin
 // the whole response in memory.
-func CompactListFromProto(itemKind string, raw []byte) (*CompactList, error) {
+func (cd *Codec) ListFromProto(raw []byte) (*CompactList, error) {
+	itemKind := cd.kind
 	list := &CompactList{}
 	for b := raw; len(b) > 0; {
 		num, typ, n := protowire.ConsumeField(b)
@@ -205,7 +191,7 @@ func CompactListFromProto(itemKind string, raw []byte) (*CompactList, error) {
 					return nil, fmt.Errorf("decode %sList metadata: %w", itemKind, err)
 				}
 			case fieldItems:
-				item, err := CompactFromProto(itemKind, append([]byte(nil), v...))
+				item, err := cd.FromProto(append([]byte(nil), v...))
 				if err != nil {
 					return nil, err
 				}

@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 // MaxChangedPaths caps the paths listed for one update; past it the parents
@@ -24,6 +25,11 @@ const MaxChangedPaths = 128
 // slices have the same length, else the slice is listed as a whole.
 // metadata.resourceVersion and metadata.managedFields are ignored.
 func ChangedPaths(prev, next any) []string {
+	if pu, ok := prev.(*unstructured.Unstructured); ok {
+		if nu, ok := next.(*unstructured.Unstructured); ok {
+			prev, next = withoutVolatileMetadata(pu.Object), withoutVolatileMetadata(nu.Object)
+		}
+	}
 	a, b := reflect.ValueOf(prev), reflect.ValueOf(next)
 	if !a.IsValid() || !b.IsValid() || a.Type() != b.Type() {
 		return nil
@@ -31,6 +37,28 @@ func ChangedPaths(prev, next any) []string {
 	d := differ{}
 	d.walk(a, b, 0)
 	return d.paths
+}
+
+// withoutVolatileMetadata returns a shallow copy of an unstructured object
+// without metadata.resourceVersion and metadata.managedFields, as typed
+// objects are compared.
+func withoutVolatileMetadata(obj map[string]any) map[string]any {
+	meta, ok := obj["metadata"].(map[string]any)
+	if !ok {
+		return obj
+	}
+	out := make(map[string]any, len(obj))
+	for k, v := range obj {
+		out[k] = v
+	}
+	m := make(map[string]any, len(meta))
+	for k, v := range meta {
+		if k != "resourceVersion" && k != "managedFields" {
+			m[k] = v
+		}
+	}
+	out["metadata"] = m
+	return out
 }
 
 type differ struct {

@@ -210,7 +210,7 @@ func TestSummaries(t *testing.T) {
 			Images:     []corev1.ContainerImage{{Names: []string{"a"}, SizeBytes: 100}, {Names: []string{"b"}, SizeBytes: 23}},
 		},
 	}
-	ns := event.NodeSummary(node)
+	ns := kinds.NodeSummary(node)
 	if !ns.GetReady() || ns.GetImageCount() != 2 || ns.GetImageBytes() != 123 || ns.GetCapacity()["cpu"] != "8" || ns.GetTaints()[0].GetEffect() != "NoSchedule" {
 		t.Fatalf("node summary %v", ns)
 	}
@@ -222,12 +222,12 @@ func TestSummaries(t *testing.T) {
 		}}},
 		Status: appsv1.DeploymentStatus{ObservedGeneration: 3, ReadyReplicas: 2, UpdatedReplicas: 1, AvailableReplicas: 2},
 	}
-	ds := event.DeploymentSummary(d)
+	ds := kinds.DeploymentSummary(d)
 	if ds.GetDesiredReplicas() != 3 || ds.GetReadyReplicas() != 2 || ds.GetGeneration() != 4 || ds.GetObservedGeneration() != 3 || !slices.Equal(ds.GetImages(), []string{"init:1", "app:2"}) {
 		t.Fatalf("deployment summary %v", ds)
 	}
 	d.Spec.Replicas = nil
-	if event.DeploymentSummary(d).GetDesiredReplicas() != 1 {
+	if kinds.DeploymentSummary(d).GetDesiredReplicas() != 1 {
 		t.Fatal("unset replicas should read as the apiserver default 1")
 	}
 }

@@ -17,9 +17,14 @@ const (
 	// HeaderOp is the operation: created, updated, deleted, snapshot,
 	// replay_begin, replay_end (and tombstone on Kafka tombstones).
 	HeaderOp = "ks-op"
-	// HeaderKind is the resource name ("pods", "imagestorage"); on replay
-	// markers the covered kinds, comma-separated.
+	// HeaderKind is the resource name ("pods", "certificates.cert-manager.io",
+	// "imagestorage"); on replay markers the covered kinds, comma-separated.
 	HeaderKind = "ks-kind"
+	// HeaderGroup, HeaderVersion and HeaderKubeKind are the object's API
+	// group (absent for the core group), version and Kubernetes kind.
+	HeaderGroup    = "ks-group"
+	HeaderVersion  = "ks-version"
+	HeaderKubeKind = "ks-object-kind"
 	// HeaderNamespace is the object's namespace; absent for cluster-scoped
 	// kinds and markers.
 	HeaderNamespace = "ks-namespace"
@@ -48,7 +53,7 @@ func Headers(ev *kubestreamv1.Event) []Header {
 	if r := ev.GetReplay(); r != nil {
 		kind = strings.Join(r.GetKinds(), ",")
 	}
-	h := make([]Header, 0, 9)
+	h := make([]Header, 0, 12)
 	h = append(h,
 		Header{HeaderID, ev.GetId()},
 		Header{HeaderOp, OpName(ev.GetOperation())},
@@ -56,6 +61,12 @@ func Headers(ev *kubestreamv1.Event) []Header {
 		Header{HeaderSchema, strconv.FormatUint(uint64(ev.GetSchemaVersion()), 10)},
 		Header{HeaderContentType, ContentTypeProtobuf},
 	)
+	if o := ev.GetObject(); o.GetKind() != "" && ev.GetReplay() == nil {
+		if o.GetGroup() != "" {
+			h = append(h, Header{HeaderGroup, o.GetGroup()})
+		}
+		h = append(h, Header{HeaderVersion, o.GetVersion()}, Header{HeaderKubeKind, o.GetKind()})
+	}
 	if ns := ev.GetObject().GetNamespace(); ns != "" {
 		h = append(h, Header{HeaderNamespace, ns})
 	}
@@ -77,16 +88,20 @@ func OpName(op kubestreamv1.Operation) string { return change.Op(op).String() }
 // ReplayResource is what Resource returns for replay markers.
 const ReplayResource = "replay"
 
-// Resource is the resource name an event is about ("pods", "nodes"),
-// "imagestorage" for image-storage events and "replay" for markers. A kind
-// this build does not know gets its lower-case plural, as Kubernetes names
-// resources.
+// Resource is the resource name an event is about (ObjectRef.resource:
+// "pods", "certificates.cert-manager.io"), "imagestorage" for image-storage
+// events and "replay" for markers. Events written before ObjectRef.resource
+// existed get it from their kind: the typed kinds' names, else the
+// lower-case plural Kubernetes names resources by.
 func Resource(ev *kubestreamv1.Event) string {
 	switch {
 	case ev.GetReplay() != nil:
 		return ReplayResource
 	case ev.GetImageStorage() != nil:
 		return kinds.ImageStorage
+	}
+	if r := ev.GetObject().GetResource(); r != "" {
+		return r
 	}
 	if k, ok := kinds.ByKind(ev.GetObject().GetKind()); ok {
 		return k.Resource

@@ -3,143 +3,123 @@ package event
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"sort"
+	"encoding/json"
 
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
+	"google.golang.org/protobuf/types/known/timestamppb"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
+	"github.com/kubestream/kubestream/pkg/change"
+	"github.com/kubestream/kubestream/pkg/kinds"
 )
 
-// summarize fills the typed summary of obj into oc.
-func summarize(oc *kubestreamv1.ObjectChange, obj any) {
-	switch o := obj.(type) {
-	case *corev1.Node:
-		oc.Summary = &kubestreamv1.ObjectChange_Node{Node: NodeSummary(o)}
-	case *corev1.Pod:
-		oc.Summary = &kubestreamv1.ObjectChange_Pod{Pod: PodSummary(o)}
-	case *appsv1.Deployment:
-		oc.Summary = &kubestreamv1.ObjectChange_Deployment{Deployment: DeploymentSummary(o)}
-	case *corev1.ConfigMap:
-		oc.Summary = &kubestreamv1.ObjectChange_ConfigMap{ConfigMap: ConfigMapSummary(o)}
+// summarize fills the kind's summary into oc: its typed one, else the
+// generic one.
+func summarize(oc *kubestreamv1.ObjectChange, kind kinds.Kind, obj change.Object) {
+	if t, ok := kind.Typed(); ok && t.Summarize != nil {
+		t.Summarize(obj, oc)
+		if oc.Summary != nil {
+			return
+		}
+	}
+	if s := GenericSummary(obj); s != nil {
+		oc.Summary = &kubestreamv1.ObjectChange_Generic{Generic: s}
 	}
 }
 
-// NodeSummary summarizes a node.
-func NodeSummary(n *corev1.Node) *kubestreamv1.NodeSummary {
-	s := &kubestreamv1.NodeSummary{
-		Capacity:       quantities(n.Status.Capacity),
-		Allocatable:    quantities(n.Status.Allocatable),
-		Unschedulable:  n.Spec.Unschedulable,
-		KubeletVersion: n.Status.NodeInfo.KubeletVersion,
-		ImageCount:     int32(len(n.Status.Images)),
+// GenericSummary summarizes an object of any kind from the fields API
+// conventions give most kinds: status.phase, status.conditions,
+// generation against status.observedGeneration, deletion, and a hash of
+// everything but metadata.
+func GenericSummary(obj change.Object) *kubestreamv1.GenericSummary {
+	s := &kubestreamv1.GenericSummary{
+		Generation:  obj.GetGeneration(),
+		Terminating: obj.GetDeletionTimestamp() != nil,
 	}
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			s.Ready = c.Status == corev1.ConditionTrue
+	if _, ok := obj.(*metav1.PartialObjectMetadata); ok {
+		return s
+	}
+	content, err := contentOf(obj)
+	if err != nil {
+		return s
+	}
+	status, _ := content["status"].(map[string]any)
+	if phase, ok := status["phase"].(string); ok {
+		s.Phase = phase
+	}
+	if og, ok := status["observedGeneration"]; ok {
+		if n, ok := toInt64(og); ok {
+			s.ObservedGeneration, s.HasObservedGeneration = n, true
 		}
 	}
-	for _, t := range n.Spec.Taints {
-		s.Taints = append(s.Taints, &kubestreamv1.Taint{Key: t.Key, Value: t.Value, Effect: string(t.Effect)})
+	if conds, ok := status["conditions"].([]any); ok {
+		for _, c := range conds {
+			if cond := condition(c); cond != nil {
+				s.Conditions = append(s.Conditions, cond)
+			}
+		}
 	}
-	for _, img := range n.Status.Images {
-		s.ImageBytes += img.SizeBytes
+	delete(content, "metadata")
+	if b, err := json.Marshal(content); err == nil { // map keys sorted: canonical
+		sum := sha256.Sum256(b)
+		s.ContentHash = hex.EncodeToString(sum[:])
 	}
 	return s
 }
 
-func quantities(l corev1.ResourceList) map[string]string {
-	if len(l) == 0 {
+// contentOf returns the object as JSON-shaped maps: its own for
+// Unstructured, a conversion for typed objects. The result may be changed.
+func contentOf(obj change.Object) (map[string]any, error) {
+	if u, ok := obj.(*unstructured.Unstructured); ok {
+		out := make(map[string]any, len(u.Object))
+		for k, v := range u.Object {
+			out[k] = v
+		}
+		return out, nil
+	}
+	return runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+}
+
+func condition(v any) *kubestreamv1.Condition {
+	m, ok := v.(map[string]any)
+	if !ok {
 		return nil
 	}
-	out := make(map[string]string, len(l))
-	for name, q := range l {
-		out[string(name)] = q.String()
+	typ, _ := m["type"].(string)
+	status, _ := m["status"].(string)
+	if typ == "" || status == "" {
+		return nil
 	}
-	return out
-}
-
-// PodSummary summarizes a pod.
-func PodSummary(p *corev1.Pod) *kubestreamv1.PodSummary {
-	s := &kubestreamv1.PodSummary{
-		Phase:       string(p.Status.Phase),
-		NodeName:    p.Spec.NodeName,
-		PodIp:       p.Status.PodIP,
-		Terminating: p.DeletionTimestamp != nil,
-		Images:      containerImages(p.Spec.InitContainers, p.Spec.Containers),
+	c := &kubestreamv1.Condition{Type: typ, Status: status}
+	c.Reason, _ = m["reason"].(string)
+	c.Message, _ = m["message"].(string)
+	if og, ok := toInt64(m["observedGeneration"]); ok {
+		c.ObservedGeneration = og
 	}
-	for _, cs := range p.Status.InitContainerStatuses {
-		s.Restarts += cs.RestartCount
-	}
-	for _, cs := range p.Status.ContainerStatuses {
-		s.Restarts += cs.RestartCount
-	}
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			s.Ready = c.Status == corev1.ConditionTrue
+	if ts, ok := m["lastTransitionTime"].(string); ok {
+		var t metav1.Time
+		if err := t.UnmarshalQueryParameter(ts); err == nil && !t.IsZero() {
+			c.LastTransitionTime = timestamppb.New(t.Time)
 		}
 	}
-	return s
+	return c
 }
 
-func containerImages(groups ...[]corev1.Container) []string {
-	var out []string
-	for _, g := range groups {
-		for _, c := range g {
-			out = append(out, c.Image)
-		}
+func toInt64(v any) (int64, bool) {
+	switch n := v.(type) {
+	case int64:
+		return n, true
+	case int:
+		return int64(n), true
+	case int32:
+		return int64(n), true
+	case float64:
+		return int64(n), true
+	case json.Number:
+		i, err := n.Int64()
+		return i, err == nil
 	}
-	return out
-}
-
-// DeploymentSummary summarizes a deployment.
-func DeploymentSummary(d *appsv1.Deployment) *kubestreamv1.DeploymentSummary {
-	desired := int32(1)
-	if d.Spec.Replicas != nil {
-		desired = *d.Spec.Replicas
-	}
-	return &kubestreamv1.DeploymentSummary{
-		DesiredReplicas:    desired,
-		UpdatedReplicas:    d.Status.UpdatedReplicas,
-		ReadyReplicas:      d.Status.ReadyReplicas,
-		AvailableReplicas:  d.Status.AvailableReplicas,
-		Images:             containerImages(d.Spec.Template.Spec.InitContainers, d.Spec.Template.Spec.Containers),
-		Generation:         d.Generation,
-		ObservedGeneration: d.Status.ObservedGeneration,
-		Paused:             d.Spec.Paused,
-	}
-}
-
-// ConfigMapSummary summarizes a config map without its values.
-func ConfigMapSummary(cm *corev1.ConfigMap) *kubestreamv1.ConfigMapSummary {
-	s := &kubestreamv1.ConfigMapSummary{Immutable: cm.Immutable != nil && *cm.Immutable}
-	sizes := make(map[string]int64, len(cm.Data)+len(cm.BinaryData))
-	for k, v := range cm.Data {
-		sizes[k] = int64(len(v))
-	}
-	for k, v := range cm.BinaryData {
-		sizes[k] = int64(len(v))
-	}
-	keys := make([]string, 0, len(sizes))
-	for k := range sizes {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	h := sha256.New()
-	for _, k := range keys {
-		h.Write([]byte(k))
-		h.Write([]byte{0})
-		if v, ok := cm.Data[k]; ok {
-			h.Write([]byte(v))
-		} else {
-			h.Write(cm.BinaryData[k])
-		}
-		h.Write([]byte{0})
-	}
-	s.Keys = keys
-	if len(sizes) > 0 {
-		s.ValueSizes = sizes
-	}
-	s.DataHash = hex.EncodeToString(h.Sum(nil))
-	return s
+	return 0, false
 }

@@ -67,20 +67,28 @@ func (t *Translator) Translate(c *change.Change) (*kubestreamv1.Event, error) {
 		ct = kubestreamv1.ContentType_CONTENT_TYPE_PROTOBUF
 	}
 	oc := &kubestreamv1.ObjectChange{ContentType: ct, FinalStateUnknown: c.FinalStateUnknown, PreviousUnknown: c.PreviousUnknown}
-	if ct == kubestreamv1.ContentType_CONTENT_TYPE_PROTOBUF {
-		oc.TypeName = c.Kind.ProtoType
-	}
-	// Cached objects may be compact (identity and protobuf bytes): decode
+	// Cached objects may be compact (identity and encoded bytes): decode
 	// what this event needs, once.
 	obj, prev, err := fullStates(c)
 	if err != nil {
 		return nil, err
 	}
-	if oc.Object, err = encodeState(c.Object, obj, c.Kind, ct); err != nil {
+	// Kinds served only as JSON (custom resources) are sent as JSON: the
+	// content type is per event.
+	var objCT, prevCT kubestreamv1.ContentType
+	if oc.Object, objCT, err = encodeState(c.Object, obj, c.Kind, ct); err != nil {
 		return nil, err
 	}
-	if oc.Previous, err = encodeState(c.Previous, prev, c.Kind, ct); err != nil {
+	if oc.Previous, prevCT, err = encodeState(c.Previous, prev, c.Kind, ct); err != nil {
 		return nil, err
+	}
+	if oc.Object != nil {
+		oc.ContentType = objCT
+	} else if oc.Previous != nil {
+		oc.ContentType = prevCT
+	}
+	if oc.ContentType == kubestreamv1.ContentType_CONTENT_TYPE_PROTOBUF {
+		oc.TypeName = c.Kind.StateProtoType()
 	}
 	if c.Op == change.Updated && prev != nil && obj != nil {
 		oc.ChangedPaths = ChangedPaths(prev, obj)
@@ -90,7 +98,9 @@ func (t *Translator) Translate(c *change.Change) (*kubestreamv1.Event, error) {
 		full = prev
 	}
 	ev.Object = objectRef(c.Kind, full)
-	summarize(oc, full)
+	if !isRemembered(full) {
+		summarize(oc, c.Kind, full)
+	}
 	ev.Payload = &kubestreamv1.Event_Change{Change: oc}
 	return ev, nil
 }
@@ -110,19 +120,27 @@ func fullStates(c *change.Change) (obj, prev change.Object, err error) {
 	return obj, prev, nil
 }
 
-// encodeState encodes one state; a compact object's protobuf encoding is
-// used as it is.
-func encodeState(cached, full change.Object, kind kinds.Kind, ct kubestreamv1.ContentType) ([]byte, error) {
-	if cached == nil {
-		return nil, nil
+// encodeState encodes one state and says in which content type; a compact
+// object's encoding is used as it is when it is in the wanted one, and
+// custom resources (JSON only) are always JSON.
+func encodeState(cached, full change.Object, kind kinds.Kind, ct kubestreamv1.ContentType) ([]byte, kubestreamv1.ContentType, error) {
+	if cached == nil || isRemembered(cached) {
+		return nil, ct, nil // known by identity only: no state to send
 	}
-	if _, ok := cached.(*change.Remembered); ok {
-		return nil, nil // known by identity only: no state to send
-	}
-	if compact, ok := cached.(*change.Compact); ok && ct == kubestreamv1.ContentType_CONTENT_TYPE_PROTOBUF {
-		return compact.Raw, nil
+	if compact, ok := cached.(*change.Compact); ok {
+		switch {
+		case compact.JSON():
+			return compact.Raw, kubestreamv1.ContentType_CONTENT_TYPE_JSON, nil
+		case ct == kubestreamv1.ContentType_CONTENT_TYPE_PROTOBUF:
+			return compact.Raw, ct, nil
+		}
 	}
 	return Encode(full, kind, ct)
+}
+
+func isRemembered(o change.Object) bool {
+	_, ok := o.(*change.Remembered)
+	return ok
 }
 
 func objectRef(kind kinds.Kind, o change.Object) *kubestreamv1.ObjectRef {

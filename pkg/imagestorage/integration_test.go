@@ -106,7 +106,7 @@ func TestImageStorageEventsFromARealAPIServer(t *testing.T) {
 	// A node that exists before kubestream starts: part of the initial list.
 	w0 := newNode("worker-0", images(imageSpec{"big", 25 * gi}))
 
-	src, err := source.New(source.Options{Client: client, RestConfig: cp.RestConfig(), Kinds: []kinds.Kind{kinds.Nodes}, Queue: discardQueue{}, Derivers: []source.Deriver{rec}})
+	src, err := source.New(source.Options{RestConfig: cp.RestConfig(), Kinds: []kinds.Kind{kinds.Nodes}, Queue: discardQueue{}, Derivers: []source.Deriver{rec}})
 	if err != nil {
 		t.Fatal(err)
 	}

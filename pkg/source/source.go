@@ -19,8 +19,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
@@ -53,12 +52,15 @@ type Deriver interface {
 
 // Options configure a Source.
 type Options struct {
-	Client kubernetes.Interface
-	// RestConfig reaches the same apiserver as Client: pods, deployments
-	// and config maps are listed and watched with it straight into their
-	// compact cache form (see compactwatch.go).
+	// RestConfig reaches the apiserver: every kind is listed and watched
+	// with it (see listwatch.go).
 	RestConfig *rest.Config
 	Kinds      []kinds.Kind
+	// Covers, when set, says whether the kind selection covers a resource
+	// name (a pattern such as '*.example.com' covers kinds not served now):
+	// on the first round, saved objects of covered kinds the cluster no
+	// longer serves are deleted.
+	Covers func(resource string) bool
 	// Namespace limits namespaced kinds to one namespace; empty means all.
 	Namespace string
 	// Selector is a label selector applied to every kind, nodes included.
@@ -80,10 +82,10 @@ type SyncStat struct {
 
 // Source is the informer side of kubestream.
 type Source struct {
-	opts    Options
-	factory informers.SharedInformerFactory
-	// own are the compact informers, outside the factory.
-	own     []cache.SharedIndexInformer
+	opts Options
+	// mu guards watched: kinds come and go while running (AddKinds,
+	// RemoveKind).
+	mu      sync.RWMutex
 	watched []*watchedKind
 	synced  atomic.Bool
 	started time.Time
@@ -99,14 +101,18 @@ type watchedKind struct {
 	kind     kinds.Kind
 	informer cache.SharedIndexInformer
 	reg      cache.ResourceEventHandlerRegistration
+	// stop ends the kind's informer.
+	stop context.CancelFunc
 	// mu serializes notifications with replay rounds, so a snapshot read
 	// from the cache is enqueued before any later notification of the same
 	// object (the cache is updated before handlers are called).
 	mu sync.Mutex
 	// active, guarded by mu, is set once the kind's first round (snapshot or
 	// resume diff) was emitted: before, handlers only keep emitted current,
-	// so a standby replica is ready to take over at once.
-	active bool
+	// so a standby replica is ready to take over at once. removed, guarded
+	// by mu, is set when the kind is no longer watched: handlers then do
+	// nothing.
+	active, removed bool
 	// emitted is the last state the handlers emitted per namespace/name,
 	// guarded by mu: replay rounds snapshot it, so a snapshot never carries
 	// a state newer than, or overtakes, a live change still to be handled.
@@ -114,10 +120,10 @@ type watchedKind struct {
 	emitted map[string]change.Object
 }
 
-// New validates options and builds the informers. Nothing runs until Run.
+// New validates options and builds the informers. Nothing runs until Start.
 func New(opts Options) (*Source, error) {
-	if opts.Client == nil || opts.RestConfig == nil || opts.Queue == nil {
-		return nil, fmt.Errorf("source needs a client, its rest config and a queue")
+	if opts.RestConfig == nil || opts.Queue == nil {
+		return nil, fmt.Errorf("source needs a rest config and a queue")
 	}
 	if len(opts.Kinds) == 0 {
 		return nil, fmt.Errorf("source needs at least one kind")
@@ -131,57 +137,40 @@ func New(opts Options) (*Source, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	factoryOpts := []informers.SharedInformerOption{
-		// Nodes (the factory's only kind) keep their decoded form: they are
-		// few, and image-storage accounting reads them on every change.
-		informers.WithTransform(stripManagedFields),
-		informers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.LabelSelector = opts.Selector }),
-	}
-	if opts.Namespace != "" {
-		factoryOpts = append(factoryOpts, informers.WithNamespace(opts.Namespace))
-	}
-	// Replays are ours (see replay), so client-go's resync stays off.
-	factory := informers.NewSharedInformerFactoryWithOptions(opts.Client, 0, factoryOpts...)
-	s := &Source{opts: opts, factory: factory}
+	s := &Source{opts: opts}
 	for _, k := range opts.Kinds {
-		var (
-			inf cache.SharedIndexInformer
-			err error
-		)
-		if change.CompactKind(k.GVK.Kind) {
-			inf, err = compactInformer(opts, k)
-			s.own = append(s.own, inf)
-		} else {
-			inf, err = informerFor(factory, k)
-		}
+		w, err := s.newWatched(k)
 		if err != nil {
 			return nil, err
 		}
-		w := &watchedKind{kind: k, informer: inf, emitted: map[string]change.Object{}}
-		reg, err := inf.AddEventHandler(&handler{s: s, w: w})
-		if err != nil {
-			return nil, fmt.Errorf("add %s handler: %w", k.Resource, err)
-		}
-		w.reg = reg
 		s.watched = append(s.watched, w)
 	}
 	return s, nil
 }
 
-func compactInformer(opts Options, k kinds.Kind) (cache.SharedIndexInformer, error) {
-	lw, err := compactListWatch(opts.RestConfig, k, opts.Namespace, opts.Selector)
+// newWatched builds a kind's informer and handler; every kind, typed or
+// discovered, takes this one path. client-go's resync stays off: replays
+// are ours (see Replay).
+func (s *Source) newWatched(k kinds.Kind) (*watchedKind, error) {
+	lw, err := listWatch(s.opts.RestConfig, k, s.opts.Namespace, s.opts.Selector)
 	if err != nil {
 		return nil, err
 	}
-	return cache.NewSharedIndexInformerWithOptions(lw, &change.Compact{}, cache.SharedIndexInformerOptions{}), nil
-}
-
-// informerFor returns the factory's typed informer for kinds kept decoded.
-func informerFor(f informers.SharedInformerFactory, k kinds.Kind) (cache.SharedIndexInformer, error) {
-	if k.Resource == kinds.Nodes.Resource {
-		return f.Core().V1().Nodes().Informer(), nil
+	inf := cache.NewSharedIndexInformerWithOptions(lw, exampleObject(k), cache.SharedIndexInformerOptions{})
+	if codecFor(k) == nil {
+		// Decoded objects drop managedFields here; compact ones did in
+		// the decoder.
+		if err := inf.SetTransform(stripManagedFields); err != nil {
+			return nil, fmt.Errorf("set %s transform: %w", k.Resource, err)
+		}
 	}
-	return nil, fmt.Errorf("no informer for kind %q", k.Resource)
+	w := &watchedKind{kind: k, informer: inf, emitted: map[string]change.Object{}}
+	reg, err := inf.AddEventHandler(&handler{s: s, w: w})
+	if err != nil {
+		return nil, fmt.Errorf("add %s handler: %w", k.Resource, err)
+	}
+	w.reg = reg
+	return w, nil
 }
 
 // StripManagedFields drops metadata.managedFields: they are often half an
@@ -198,24 +187,47 @@ func stripManagedFields(obj any) (any, error) { return StripManagedFields(obj), 
 // Synced reports whether every kind's first round was emitted.
 func (s *Source) Synced() bool { return s.synced.Load() }
 
+// Kinds returns the kinds watched now.
+func (s *Source) Kinds() []kinds.Kind {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]kinds.Kind, len(s.watched))
+	for i, w := range s.watched {
+		out[i] = w.kind
+	}
+	return out
+}
+
+func (s *Source) watchedNow() []*watchedKind {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return append([]*watchedKind(nil), s.watched...)
+}
+
 // Start starts the informers and waits until every handler received its
 // initial list. Nothing is emitted yet: handlers only track the objects
 // until Activate.
 func (s *Source) Start(ctx context.Context) ([]SyncStat, error) {
 	s.started = s.opts.Now()
-	s.factory.Start(ctx.Done())
-	for _, inf := range s.own {
-		go inf.RunWithContext(ctx)
+	return s.startKinds(ctx, s.watchedNow())
+}
+
+func (s *Source) startKinds(ctx context.Context, ws []*watchedKind) ([]SyncStat, error) {
+	began := s.opts.Now()
+	for _, w := range ws {
+		kctx, cancel := context.WithCancel(ctx)
+		w.stop = cancel
+		go w.informer.RunWithContext(kctx)
 	}
-	stats := make([]SyncStat, len(s.watched))
-	for i, w := range s.watched {
+	stats := make([]SyncStat, len(ws))
+	for i, w := range ws {
 		if !cache.WaitForCacheSync(ctx.Done(), w.reg.HasSynced) {
 			return nil, fmt.Errorf("initial list of %s did not complete: %w", w.kind.Resource, context.Cause(ctx))
 		}
 		w.mu.Lock()
 		n := len(w.emitted)
 		w.mu.Unlock()
-		stats[i] = SyncStat{Kind: w.kind.Resource, Objects: int64(n), Duration: s.opts.Now().Sub(s.started)}
+		stats[i] = SyncStat{Kind: w.kind.Resource, Objects: int64(n), Duration: s.opts.Now().Sub(began)}
 	}
 	return stats, nil
 }
@@ -261,6 +273,18 @@ type ActivateStats struct {
 // uid deleted first), a changed resourceVersion is updated (previous state
 // unknown), a saved key gone is deleted (final state unknown).
 func (s *Source) Activate(ctx context.Context, opts ActivateOptions) ActivateStats {
+	ws := s.watchedNow()
+	st := s.activate(ctx, ws, opts, true)
+	s.synced.Store(true)
+	klog.FromContext(ctx).Info("First round enqueued", "reason", st.Reason.String(), "snapshots", st.Snapshots,
+		"created", st.Created, "updated", st.Updated, "deleted", st.Deleted, "unchanged", st.Equal)
+	return st
+}
+
+// activate emits the first round of the kinds ws. first is set for the
+// first round of the process: saved positions of kinds no longer served
+// are then deleted too.
+func (s *Source) activate(ctx context.Context, ws []*watchedKind, opts ActivateOptions, first bool) ActivateStats {
 	full := opts.Saved == nil || opts.Mode == SnapshotAlways
 	st := ActivateStats{Reason: kubestreamv1.ReplayReason_REPLAY_REASON_INITIAL,
 		Snapshots: map[string]int64{}, Created: map[string]int64{}, Updated: map[string]int64{}, Deleted: map[string]int64{}, Equal: map[string]int64{}}
@@ -269,12 +293,15 @@ func (s *Source) Activate(ctx context.Context, opts ActivateOptions) ActivateSta
 	}
 	markers := !(opts.Saved == nil && opts.Mode == SnapshotNever)
 	id := newReplayID()
-	s.initialID = id
+	if first {
+		s.initialID = id
+	}
+	names := kindNames(ws)
 	if markers {
-		s.enqueueMarker(change.ReplayBegin, id, st.Reason, nil, s.opts.Now())
+		s.enqueueMarker(change.ReplayBegin, id, st.Reason, names, nil, s.opts.Now())
 	}
 	counts := map[string]int64{}
-	for _, w := range s.watched {
+	for _, w := range ws {
 		res := w.kind.Resource
 		w.mu.Lock()
 		now := s.opts.Now()
@@ -334,13 +361,110 @@ func (s *Source) Activate(ctx context.Context, opts ActivateOptions) ActivateSta
 		w.active = true
 		w.mu.Unlock()
 	}
-	if markers {
-		s.enqueueMarker(change.ReplayEnd, id, st.Reason, counts, s.opts.Now())
+	if first && opts.Saved != nil && s.opts.Covers != nil {
+		s.deleteVanishedKinds(opts.Saved, names, st)
 	}
-	s.synced.Store(true)
-	klog.FromContext(ctx).Info("First round enqueued", "reason", st.Reason.String(), "snapshots", st.Snapshots,
-		"created", st.Created, "updated", st.Updated, "deleted", st.Deleted, "unchanged", st.Equal)
+	if markers {
+		s.enqueueMarker(change.ReplayEnd, id, st.Reason, names, counts, s.opts.Now())
+	}
 	return st
+}
+
+// deleteVanishedKinds deletes the saved objects of kinds the selection
+// covers but the cluster no longer serves (a custom resource definition
+// removed while kubestream was not running).
+func (s *Source) deleteVanishedKinds(saved resume.Positions, watched []string, st ActivateStats) {
+	isWatched := map[string]bool{}
+	for _, n := range watched {
+		isWatched[n] = true
+	}
+	now := s.opts.Now()
+	for key, entries := range saved {
+		res, _, _ := strings.Cut(key, "/")
+		if isWatched[res] || res == kinds.ImageStorage || !s.opts.Covers(res) {
+			continue
+		}
+		group, plural := kinds.SplitName(res)
+		k := kinds.Kind{Resource: res, Plural: plural, GVK: schema.GroupVersionKind{Group: group}}
+		ns, name := splitStateKey(key)
+		for _, e := range entries {
+			s.emit(&change.Change{Kind: k, Op: change.Deleted, Previous: change.NewRemembered(ns, name, e.UID, e.ResourceVersion), FinalStateUnknown: true, ObservedAt: now})
+			st.Deleted[res]++
+		}
+	}
+}
+
+// AddKinds starts watching kinds while running (a custom resource
+// definition created after start): their informers sync, then each gets a
+// first round of its own, markers naming only them. saved are the
+// positions held for them, if any (their deletes are sent).
+func (s *Source) AddKinds(ctx context.Context, ks []kinds.Kind, saved resume.Positions) ([]SyncStat, error) {
+	ws := make([]*watchedKind, 0, len(ks))
+	for _, k := range ks {
+		w, err := s.newWatched(k)
+		if err != nil {
+			return nil, err
+		}
+		ws = append(ws, w)
+	}
+	stats, err := s.startKinds(ctx, ws)
+	if err != nil {
+		for _, w := range ws {
+			w.stop()
+		}
+		return nil, err
+	}
+	s.mu.Lock()
+	s.watched = append(s.watched, ws...)
+	s.mu.Unlock()
+	st := s.activate(ctx, ws, ActivateOptions{Saved: saved}, false)
+	klog.FromContext(ctx).Info("Watching new kinds", "kinds", kindNames(ws), "reason", st.Reason.String(), "snapshots", st.Snapshots, "deleted", st.Deleted)
+	return stats, nil
+}
+
+// RemoveKind stops watching a kind the cluster no longer serves. Objects
+// still held are reported deleted (final state unknown): usually none, as
+// the apiserver deletes a definition's objects, and their deletes are
+// watched, before the definition goes.
+func (s *Source) RemoveKind(ctx context.Context, resource string) bool {
+	s.mu.Lock()
+	var w *watchedKind
+	for i, c := range s.watched {
+		if c.kind.Resource == resource {
+			w = c
+			s.watched = append(s.watched[:i:i], s.watched[i+1:]...)
+			break
+		}
+	}
+	s.mu.Unlock()
+	if w == nil {
+		return false
+	}
+	if w.stop != nil {
+		w.stop()
+	}
+	_ = w.informer.RemoveEventHandler(w.reg)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	now := s.opts.Now()
+	n := 0
+	if w.active {
+		for _, obj := range w.emitted {
+			s.emit(&change.Change{Kind: w.kind, Op: change.Deleted, Previous: obj, FinalStateUnknown: true, ObservedAt: now})
+			n++
+		}
+	}
+	w.removed, w.emitted = true, nil
+	klog.FromContext(ctx).Info("Stopped watching a kind the cluster no longer serves", "kind", resource, "deletedObjects", n)
+	return true
+}
+
+func kindNames(ws []*watchedKind) []string {
+	out := make([]string, len(ws))
+	for i, w := range ws {
+		out[i] = w.kind.Resource
+	}
+	return out
 }
 
 // stateKey is an object's key in the saved positions: resource/namespace/name.
@@ -378,7 +502,6 @@ func (s *Source) Run(ctx context.Context, onSynced func([]SyncStat)) error {
 // RunReplays runs replay rounds every Resync period until ctx ends, then
 // stops the informers.
 func (s *Source) RunReplays(ctx context.Context) {
-	defer s.factory.Shutdown()
 	if s.opts.Resync <= 0 {
 		<-ctx.Done()
 		return
@@ -410,11 +533,28 @@ func (s *Source) Replay(ctx context.Context, reason kubestreamv1.ReplayReason) b
 			return false
 		}
 	}
-	id := newReplayID()
-	s.enqueueMarker(change.ReplayBegin, id, reason, nil, s.opts.Now())
-	counts := map[string]int64{}
-	for _, w := range s.watched {
+	// Kinds still in their first round (just added) are not in this one.
+	var ws []*watchedKind
+	for _, w := range s.watchedNow() {
 		w.mu.Lock()
+		if w.active && !w.removed {
+			ws = append(ws, w)
+		}
+		w.mu.Unlock()
+	}
+	id := newReplayID()
+	names := kindNames(ws)
+	s.enqueueMarker(change.ReplayBegin, id, reason, names, nil, s.opts.Now())
+	counts := map[string]int64{}
+	for _, w := range ws {
+		w.mu.Lock()
+		if w.removed {
+			// Removed meanwhile: its deletes are out, the end marker's
+			// count says none are left.
+			counts[w.kind.Resource] = 0
+			w.mu.Unlock()
+			continue
+		}
 		now := s.opts.Now()
 		for _, obj := range w.emitted {
 			s.emit(&change.Change{Kind: w.kind, Op: change.Snapshot, Object: obj, ReplayID: id, ObservedAt: now})
@@ -422,7 +562,7 @@ func (s *Source) Replay(ctx context.Context, reason kubestreamv1.ReplayReason) b
 		counts[w.kind.Resource] = int64(len(w.emitted))
 		w.mu.Unlock()
 	}
-	s.enqueueMarker(change.ReplayEnd, id, reason, counts, s.opts.Now())
+	s.enqueueMarker(change.ReplayEnd, id, reason, names, counts, s.opts.Now())
 	logger.Info("Replay round", "replayID", id, "reason", reason.String(), "objects", counts)
 	return true
 }
@@ -431,11 +571,11 @@ func (s *Source) Replay(ctx context.Context, reason kubestreamv1.ReplayReason) b
 // still undelivered.
 func (s *Source) SkippedRounds() uint64 { return s.skipped.Load() }
 
-func (s *Source) enqueueMarker(op change.Op, id string, reason kubestreamv1.ReplayReason, counts map[string]int64, now time.Time) {
+func (s *Source) enqueueMarker(op change.Op, id string, reason kubestreamv1.ReplayReason, names []string, counts map[string]int64, now time.Time) {
 	s.opts.Queue.Enqueue(&change.Change{
 		Op:         op,
 		ReplayID:   id,
-		Replay:     &change.Replay{Reason: reason, Kinds: kinds.Names(s.opts.Kinds), Counts: counts},
+		Replay:     &change.Replay{Reason: reason, Kinds: names, Counts: counts},
 		ObservedAt: now,
 	})
 }
@@ -472,6 +612,9 @@ func (h *handler) OnAdd(obj any, isInInitialList bool) {
 	key := objectKey(o)
 	h.w.mu.Lock()
 	defer h.w.mu.Unlock()
+	if h.w.removed {
+		return
+	}
 	if !h.w.active {
 		// The initial list (or a standby's view): the first round sends it.
 		h.w.emitted[key] = o
@@ -501,6 +644,9 @@ func (h *handler) OnUpdate(oldObj, newObj any) {
 	key := objectKey(next)
 	h.w.mu.Lock()
 	defer h.w.mu.Unlock()
+	if h.w.removed {
+		return
+	}
 	h.w.emitted[key] = next
 	if !h.w.active {
 		return
@@ -534,6 +680,9 @@ func (h *handler) OnDelete(obj any) {
 	key := objectKey(c.Previous)
 	h.w.mu.Lock()
 	defer h.w.mu.Unlock()
+	if h.w.removed {
+		return
+	}
 	if cur, ok := h.w.emitted[key]; ok && cur.GetUID() == c.Previous.GetUID() {
 		delete(h.w.emitted, key)
 	}

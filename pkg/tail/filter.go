@@ -31,11 +31,17 @@ func ParseFilter(kindList, namespaceList, opList string) (Filter, error) {
 			f.Kinds[kinds.ImageStorage] = true
 			continue
 		}
-		ks, err := kinds.Parse(k)
-		if err != nil {
-			return Filter{}, fmt.Errorf("--kind: %w (or imagestorage)", err)
+		// The typed kinds by any of their names; any other kind by its
+		// resource name as events carry it (services,
+		// certificates.cert-manager.io).
+		if ks, err := kinds.Parse(k); err == nil {
+			f.Kinds[ks[0].Resource] = true
+			continue
 		}
-		f.Kinds[ks[0].Resource] = true
+		if strings.ContainsAny(k, " /*") {
+			return Filter{}, fmt.Errorf("--kind %q is not a resource name: use names such as pods, services or certificates.cert-manager.io (or imagestorage)", k)
+		}
+		f.Kinds[strings.ToLower(k)] = true
 	}
 	for _, ns := range split(namespaceList) {
 		f.Namespaces[ns] = true

@@ -280,10 +280,15 @@ func TestTailReadsWhatTheKafkaSinkWrote(t *testing.T) {
 }
 
 func TestParseFilterErrors(t *testing.T) {
-	for _, tc := range [][3]string{{"widgets", "", ""}, {"", "", "exploded"}} {
+	for _, tc := range [][3]string{{"pods/status", "", ""}, {"widgets *", "", ""}, {"", "", "exploded"}} {
 		if _, err := tail.ParseFilter(tc[0], tc[1], tc[2]); err == nil {
 			t.Errorf("ParseFilter%q accepted", tc)
 		}
+	}
+	// Any kind by its resource name, the typed ones by any of theirs.
+	f, err := tail.ParseFilter("widgets.example.com,Pod", "", "")
+	if err != nil || !f.Kinds["widgets.example.com"] || !f.Kinds["pods"] {
+		t.Errorf("ParseFilter(widgets.example.com,Pod) = %v, %v", f.Kinds, err)
 	}
 	if _, err := tail.ParseFormat("yaml"); err == nil {
 		t.Error("ParseFormat(yaml) accepted")

@@ -512,8 +512,12 @@ type ObjectRef struct {
 	Generation      int64             `protobuf:"varint,8,opt,name=generation,proto3" json:"generation,omitempty"`
 	Labels          map[string]string `protobuf:"bytes,9,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	OwnerReferences []*OwnerReference `protobuf:"bytes,10,rep,name=owner_references,json=ownerReferences,proto3" json:"owner_references,omitempty"`
-	// Lower-case plural resource name ("pods", "configmaps"), as in
-	// ReplayMarker.kinds and the first part of the object's key.
+	// kubestream's name of the kind, as in ReplayMarker.kinds, topic and
+	// subject names and the first part of the object's key: the lower-case
+	// plural resource for the core group and for nodes, pods, deployments and
+	// configmaps ("services", "deployments"), "<plural>.<group>" otherwise
+	// ("certificates.cert-manager.io"). Plural resources contain no dots: the
+	// first dot separates the group.
 	Resource      string `protobuf:"bytes,11,opt,name=resource,proto3" json:"resource,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -739,6 +743,7 @@ type ObjectChange struct {
 	//	*ObjectChange_Pod
 	//	*ObjectChange_Deployment
 	//	*ObjectChange_ConfigMap
+	//	*ObjectChange_Generic
 	Summary       isObjectChange_Summary `protobuf_oneof:"summary"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -873,6 +878,15 @@ func (x *ObjectChange) GetConfigMap() *ConfigMapSummary {
 	return nil
 }
 
+func (x *ObjectChange) GetGeneric() *GenericSummary {
+	if x != nil {
+		if x, ok := x.Summary.(*ObjectChange_Generic); ok {
+			return x.Generic
+		}
+	}
+	return nil
+}
+
 type isObjectChange_Summary interface {
 	isObjectChange_Summary()
 }
@@ -893,6 +907,11 @@ type ObjectChange_ConfigMap struct {
 	ConfigMap *ConfigMapSummary `protobuf:"bytes,13,opt,name=config_map,json=configMap,proto3,oneof"`
 }
 
+type ObjectChange_Generic struct {
+	// Every other kind, custom resources included.
+	Generic *GenericSummary `protobuf:"bytes,14,opt,name=generic,proto3,oneof"`
+}
+
 func (*ObjectChange_Node) isObjectChange_Summary() {}
 
 func (*ObjectChange_Pod) isObjectChange_Summary() {}
@@ -900,6 +919,198 @@ func (*ObjectChange_Pod) isObjectChange_Summary() {}
 func (*ObjectChange_Deployment) isObjectChange_Summary() {}
 
 func (*ObjectChange_ConfigMap) isObjectChange_Summary() {}
+
+func (*ObjectChange_Generic) isObjectChange_Summary() {}
+
+// GenericSummary describes an object of any kind without its schema, from
+// the fields Kubernetes API conventions give most kinds. Fields the object
+// does not have stay empty.
+type GenericSummary struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// status.phase.
+	Phase string `protobuf:"bytes,1,opt,name=phase,proto3" json:"phase,omitempty"`
+	// status.conditions that have a type and a status.
+	Conditions []*Condition `protobuf:"bytes,2,rep,name=conditions,proto3" json:"conditions,omitempty"`
+	// metadata.generation: bumped by the apiserver on every spec change.
+	Generation int64 `protobuf:"varint,3,opt,name=generation,proto3" json:"generation,omitempty"`
+	// status.observedGeneration, when has_observed_generation: the controller
+	// has acted on the latest spec when it is at least generation.
+	ObservedGeneration    int64 `protobuf:"varint,4,opt,name=observed_generation,json=observedGeneration,proto3" json:"observed_generation,omitempty"`
+	HasObservedGeneration bool  `protobuf:"varint,5,opt,name=has_observed_generation,json=hasObservedGeneration,proto3" json:"has_observed_generation,omitempty"`
+	// metadata.deletionTimestamp is set: deletion waits for finalizers.
+	Terminating bool `protobuf:"varint,6,opt,name=terminating,proto3" json:"terminating,omitempty"`
+	// Hex SHA-256 of the object's canonical JSON without metadata: equal
+	// hashes mean equal spec, status and other content. Empty for
+	// metadata-only kinds.
+	ContentHash   string `protobuf:"bytes,7,opt,name=content_hash,json=contentHash,proto3" json:"content_hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GenericSummary) Reset() {
+	*x = GenericSummary{}
+	mi := &file_kubestream_v1_event_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GenericSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GenericSummary) ProtoMessage() {}
+
+func (x *GenericSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_kubestream_v1_event_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GenericSummary.ProtoReflect.Descriptor instead.
+func (*GenericSummary) Descriptor() ([]byte, []int) {
+	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *GenericSummary) GetPhase() string {
+	if x != nil {
+		return x.Phase
+	}
+	return ""
+}
+
+func (x *GenericSummary) GetConditions() []*Condition {
+	if x != nil {
+		return x.Conditions
+	}
+	return nil
+}
+
+func (x *GenericSummary) GetGeneration() int64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *GenericSummary) GetObservedGeneration() int64 {
+	if x != nil {
+		return x.ObservedGeneration
+	}
+	return 0
+}
+
+func (x *GenericSummary) GetHasObservedGeneration() bool {
+	if x != nil {
+		return x.HasObservedGeneration
+	}
+	return false
+}
+
+func (x *GenericSummary) GetTerminating() bool {
+	if x != nil {
+		return x.Terminating
+	}
+	return false
+}
+
+func (x *GenericSummary) GetContentHash() string {
+	if x != nil {
+		return x.ContentHash
+	}
+	return ""
+}
+
+// Condition is one entry of status.conditions.
+type Condition struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Type  string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	// "True", "False" or "Unknown".
+	Status             string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	Reason             string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	Message            string                 `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	LastTransitionTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_transition_time,json=lastTransitionTime,proto3" json:"last_transition_time,omitempty"`
+	ObservedGeneration int64                  `protobuf:"varint,6,opt,name=observed_generation,json=observedGeneration,proto3" json:"observed_generation,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *Condition) Reset() {
+	*x = Condition{}
+	mi := &file_kubestream_v1_event_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Condition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Condition) ProtoMessage() {}
+
+func (x *Condition) ProtoReflect() protoreflect.Message {
+	mi := &file_kubestream_v1_event_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Condition.ProtoReflect.Descriptor instead.
+func (*Condition) Descriptor() ([]byte, []int) {
+	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Condition) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *Condition) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *Condition) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Condition) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *Condition) GetLastTransitionTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastTransitionTime
+	}
+	return nil
+}
+
+func (x *Condition) GetObservedGeneration() int64 {
+	if x != nil {
+		return x.ObservedGeneration
+	}
+	return 0
+}
 
 type NodeSummary struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -920,7 +1131,7 @@ type NodeSummary struct {
 
 func (x *NodeSummary) Reset() {
 	*x = NodeSummary{}
-	mi := &file_kubestream_v1_event_proto_msgTypes[4]
+	mi := &file_kubestream_v1_event_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -932,7 +1143,7 @@ func (x *NodeSummary) String() string {
 func (*NodeSummary) ProtoMessage() {}
 
 func (x *NodeSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_kubestream_v1_event_proto_msgTypes[4]
+	mi := &file_kubestream_v1_event_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -945,7 +1156,7 @@ func (x *NodeSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeSummary.ProtoReflect.Descriptor instead.
 func (*NodeSummary) Descriptor() ([]byte, []int) {
-	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{4}
+	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *NodeSummary) GetReady() bool {
@@ -1015,7 +1226,7 @@ type Taint struct {
 
 func (x *Taint) Reset() {
 	*x = Taint{}
-	mi := &file_kubestream_v1_event_proto_msgTypes[5]
+	mi := &file_kubestream_v1_event_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1027,7 +1238,7 @@ func (x *Taint) String() string {
 func (*Taint) ProtoMessage() {}
 
 func (x *Taint) ProtoReflect() protoreflect.Message {
-	mi := &file_kubestream_v1_event_proto_msgTypes[5]
+	mi := &file_kubestream_v1_event_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1040,7 +1251,7 @@ func (x *Taint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Taint.ProtoReflect.Descriptor instead.
 func (*Taint) Descriptor() ([]byte, []int) {
-	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{5}
+	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Taint) GetKey() string {
@@ -1083,7 +1294,7 @@ type PodSummary struct {
 
 func (x *PodSummary) Reset() {
 	*x = PodSummary{}
-	mi := &file_kubestream_v1_event_proto_msgTypes[6]
+	mi := &file_kubestream_v1_event_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1095,7 +1306,7 @@ func (x *PodSummary) String() string {
 func (*PodSummary) ProtoMessage() {}
 
 func (x *PodSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_kubestream_v1_event_proto_msgTypes[6]
+	mi := &file_kubestream_v1_event_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1108,7 +1319,7 @@ func (x *PodSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PodSummary.ProtoReflect.Descriptor instead.
 func (*PodSummary) Descriptor() ([]byte, []int) {
-	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{6}
+	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PodSummary) GetPhase() string {
@@ -1177,7 +1388,7 @@ type DeploymentSummary struct {
 
 func (x *DeploymentSummary) Reset() {
 	*x = DeploymentSummary{}
-	mi := &file_kubestream_v1_event_proto_msgTypes[7]
+	mi := &file_kubestream_v1_event_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1189,7 +1400,7 @@ func (x *DeploymentSummary) String() string {
 func (*DeploymentSummary) ProtoMessage() {}
 
 func (x *DeploymentSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_kubestream_v1_event_proto_msgTypes[7]
+	mi := &file_kubestream_v1_event_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1202,7 +1413,7 @@ func (x *DeploymentSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeploymentSummary.ProtoReflect.Descriptor instead.
 func (*DeploymentSummary) Descriptor() ([]byte, []int) {
-	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{7}
+	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DeploymentSummary) GetDesiredReplicas() int32 {
@@ -1277,7 +1488,7 @@ type ConfigMapSummary struct {
 
 func (x *ConfigMapSummary) Reset() {
 	*x = ConfigMapSummary{}
-	mi := &file_kubestream_v1_event_proto_msgTypes[8]
+	mi := &file_kubestream_v1_event_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1289,7 +1500,7 @@ func (x *ConfigMapSummary) String() string {
 func (*ConfigMapSummary) ProtoMessage() {}
 
 func (x *ConfigMapSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_kubestream_v1_event_proto_msgTypes[8]
+	mi := &file_kubestream_v1_event_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1302,7 +1513,7 @@ func (x *ConfigMapSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigMapSummary.ProtoReflect.Descriptor instead.
 func (*ConfigMapSummary) Descriptor() ([]byte, []int) {
-	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{8}
+	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ConfigMapSummary) GetKeys() []string {
@@ -1360,7 +1571,7 @@ type ReplayMarker struct {
 
 func (x *ReplayMarker) Reset() {
 	*x = ReplayMarker{}
-	mi := &file_kubestream_v1_event_proto_msgTypes[9]
+	mi := &file_kubestream_v1_event_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1372,7 +1583,7 @@ func (x *ReplayMarker) String() string {
 func (*ReplayMarker) ProtoMessage() {}
 
 func (x *ReplayMarker) ProtoReflect() protoreflect.Message {
-	mi := &file_kubestream_v1_event_proto_msgTypes[9]
+	mi := &file_kubestream_v1_event_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1385,7 +1596,7 @@ func (x *ReplayMarker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplayMarker.ProtoReflect.Descriptor instead.
 func (*ReplayMarker) Descriptor() ([]byte, []int) {
-	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{9}
+	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReplayMarker) GetReplayId() string {
@@ -1486,7 +1697,7 @@ type ImageStorage struct {
 
 func (x *ImageStorage) Reset() {
 	*x = ImageStorage{}
-	mi := &file_kubestream_v1_event_proto_msgTypes[10]
+	mi := &file_kubestream_v1_event_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1498,7 +1709,7 @@ func (x *ImageStorage) String() string {
 func (*ImageStorage) ProtoMessage() {}
 
 func (x *ImageStorage) ProtoReflect() protoreflect.Message {
-	mi := &file_kubestream_v1_event_proto_msgTypes[10]
+	mi := &file_kubestream_v1_event_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1511,7 +1722,7 @@ func (x *ImageStorage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageStorage.ProtoReflect.Descriptor instead.
 func (*ImageStorage) Descriptor() ([]byte, []int) {
-	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{10}
+	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ImageStorage) GetNode() string {
@@ -1678,7 +1889,7 @@ type Image struct {
 
 func (x *Image) Reset() {
 	*x = Image{}
-	mi := &file_kubestream_v1_event_proto_msgTypes[11]
+	mi := &file_kubestream_v1_event_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1690,7 +1901,7 @@ func (x *Image) String() string {
 func (*Image) ProtoMessage() {}
 
 func (x *Image) ProtoReflect() protoreflect.Message {
-	mi := &file_kubestream_v1_event_proto_msgTypes[11]
+	mi := &file_kubestream_v1_event_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1703,7 +1914,7 @@ func (x *Image) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Image.ProtoReflect.Descriptor instead.
 func (*Image) Descriptor() ([]byte, []int) {
-	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{11}
+	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Image) GetNames() []string {
@@ -1735,7 +1946,7 @@ type ImageResize struct {
 
 func (x *ImageResize) Reset() {
 	*x = ImageResize{}
-	mi := &file_kubestream_v1_event_proto_msgTypes[12]
+	mi := &file_kubestream_v1_event_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1747,7 +1958,7 @@ func (x *ImageResize) String() string {
 func (*ImageResize) ProtoMessage() {}
 
 func (x *ImageResize) ProtoReflect() protoreflect.Message {
-	mi := &file_kubestream_v1_event_proto_msgTypes[12]
+	mi := &file_kubestream_v1_event_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1760,7 +1971,7 @@ func (x *ImageResize) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageResize.ProtoReflect.Descriptor instead.
 func (*ImageResize) Descriptor() ([]byte, []int) {
-	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{12}
+	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ImageResize) GetNames() []string {
@@ -1813,7 +2024,7 @@ type ImageStorageThresholds struct {
 
 func (x *ImageStorageThresholds) Reset() {
 	*x = ImageStorageThresholds{}
-	mi := &file_kubestream_v1_event_proto_msgTypes[13]
+	mi := &file_kubestream_v1_event_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1825,7 +2036,7 @@ func (x *ImageStorageThresholds) String() string {
 func (*ImageStorageThresholds) ProtoMessage() {}
 
 func (x *ImageStorageThresholds) ProtoReflect() protoreflect.Message {
-	mi := &file_kubestream_v1_event_proto_msgTypes[13]
+	mi := &file_kubestream_v1_event_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1838,7 +2049,7 @@ func (x *ImageStorageThresholds) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageStorageThresholds.ProtoReflect.Descriptor instead.
 func (*ImageStorageThresholds) Descriptor() ([]byte, []int) {
-	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{13}
+	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ImageStorageThresholds) GetWarningBytes() int64 {
@@ -1942,7 +2153,7 @@ const file_kubestream_v1_event_proto_rawDesc = "" +
 	"\x03uid\x18\x04 \x01(\tR\x03uid\x12\x1e\n" +
 	"\n" +
 	"controller\x18\x05 \x01(\bR\n" +
-	"controller\"\xae\x04\n" +
+	"controller\"\xe9\x04\n" +
 	"\fObjectChange\x12=\n" +
 	"\fcontent_type\x18\x01 \x01(\x0e2\x1a.kubestream.v1.ContentTypeR\vcontentType\x12\x1b\n" +
 	"\ttype_name\x18\x02 \x01(\tR\btypeName\x12\x16\n" +
@@ -1959,8 +2170,28 @@ const file_kubestream_v1_event_proto_rawDesc = "" +
 	"deployment\x18\f \x01(\v2 .kubestream.v1.DeploymentSummaryH\x00R\n" +
 	"deployment\x12@\n" +
 	"\n" +
-	"config_map\x18\r \x01(\v2\x1f.kubestream.v1.ConfigMapSummaryH\x00R\tconfigMapB\t\n" +
-	"\asummary\"\xf4\x03\n" +
+	"config_map\x18\r \x01(\v2\x1f.kubestream.v1.ConfigMapSummaryH\x00R\tconfigMap\x129\n" +
+	"\ageneric\x18\x0e \x01(\v2\x1d.kubestream.v1.GenericSummaryH\x00R\agenericB\t\n" +
+	"\asummary\"\xae\x02\n" +
+	"\x0eGenericSummary\x12\x14\n" +
+	"\x05phase\x18\x01 \x01(\tR\x05phase\x128\n" +
+	"\n" +
+	"conditions\x18\x02 \x03(\v2\x18.kubestream.v1.ConditionR\n" +
+	"conditions\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x03 \x01(\x03R\n" +
+	"generation\x12/\n" +
+	"\x13observed_generation\x18\x04 \x01(\x03R\x12observedGeneration\x126\n" +
+	"\x17has_observed_generation\x18\x05 \x01(\bR\x15hasObservedGeneration\x12 \n" +
+	"\vterminating\x18\x06 \x01(\bR\vterminating\x12!\n" +
+	"\fcontent_hash\x18\a \x01(\tR\vcontentHash\"\xe8\x01\n" +
+	"\tCondition\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\x12L\n" +
+	"\x14last_transition_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x12lastTransitionTime\x12/\n" +
+	"\x13observed_generation\x18\x06 \x01(\x03R\x12observedGeneration\"\xf4\x03\n" +
 	"\vNodeSummary\x12\x14\n" +
 	"\x05ready\x18\x01 \x01(\bR\x05ready\x12D\n" +
 	"\bcapacity\x18\x02 \x03(\v2(.kubestream.v1.NodeSummary.CapacityEntryR\bcapacity\x12M\n" +
@@ -2116,7 +2347,7 @@ func file_kubestream_v1_event_proto_rawDescGZIP() []byte {
 }
 
 var file_kubestream_v1_event_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_kubestream_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_kubestream_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_kubestream_v1_event_proto_goTypes = []any{
 	(Operation)(0),                 // 0: kubestream.v1.Operation
 	(ContentType)(0),               // 1: kubestream.v1.ContentType
@@ -2127,56 +2358,61 @@ var file_kubestream_v1_event_proto_goTypes = []any{
 	(*ObjectRef)(nil),              // 6: kubestream.v1.ObjectRef
 	(*OwnerReference)(nil),         // 7: kubestream.v1.OwnerReference
 	(*ObjectChange)(nil),           // 8: kubestream.v1.ObjectChange
-	(*NodeSummary)(nil),            // 9: kubestream.v1.NodeSummary
-	(*Taint)(nil),                  // 10: kubestream.v1.Taint
-	(*PodSummary)(nil),             // 11: kubestream.v1.PodSummary
-	(*DeploymentSummary)(nil),      // 12: kubestream.v1.DeploymentSummary
-	(*ConfigMapSummary)(nil),       // 13: kubestream.v1.ConfigMapSummary
-	(*ReplayMarker)(nil),           // 14: kubestream.v1.ReplayMarker
-	(*ImageStorage)(nil),           // 15: kubestream.v1.ImageStorage
-	(*Image)(nil),                  // 16: kubestream.v1.Image
-	(*ImageResize)(nil),            // 17: kubestream.v1.ImageResize
-	(*ImageStorageThresholds)(nil), // 18: kubestream.v1.ImageStorageThresholds
-	nil,                            // 19: kubestream.v1.ObjectRef.LabelsEntry
-	nil,                            // 20: kubestream.v1.NodeSummary.CapacityEntry
-	nil,                            // 21: kubestream.v1.NodeSummary.AllocatableEntry
-	nil,                            // 22: kubestream.v1.ConfigMapSummary.ValueSizesEntry
-	nil,                            // 23: kubestream.v1.ReplayMarker.ObjectCountsEntry
-	(*timestamppb.Timestamp)(nil),  // 24: google.protobuf.Timestamp
+	(*GenericSummary)(nil),         // 9: kubestream.v1.GenericSummary
+	(*Condition)(nil),              // 10: kubestream.v1.Condition
+	(*NodeSummary)(nil),            // 11: kubestream.v1.NodeSummary
+	(*Taint)(nil),                  // 12: kubestream.v1.Taint
+	(*PodSummary)(nil),             // 13: kubestream.v1.PodSummary
+	(*DeploymentSummary)(nil),      // 14: kubestream.v1.DeploymentSummary
+	(*ConfigMapSummary)(nil),       // 15: kubestream.v1.ConfigMapSummary
+	(*ReplayMarker)(nil),           // 16: kubestream.v1.ReplayMarker
+	(*ImageStorage)(nil),           // 17: kubestream.v1.ImageStorage
+	(*Image)(nil),                  // 18: kubestream.v1.Image
+	(*ImageResize)(nil),            // 19: kubestream.v1.ImageResize
+	(*ImageStorageThresholds)(nil), // 20: kubestream.v1.ImageStorageThresholds
+	nil,                            // 21: kubestream.v1.ObjectRef.LabelsEntry
+	nil,                            // 22: kubestream.v1.NodeSummary.CapacityEntry
+	nil,                            // 23: kubestream.v1.NodeSummary.AllocatableEntry
+	nil,                            // 24: kubestream.v1.ConfigMapSummary.ValueSizesEntry
+	nil,                            // 25: kubestream.v1.ReplayMarker.ObjectCountsEntry
+	(*timestamppb.Timestamp)(nil),  // 26: google.protobuf.Timestamp
 }
 var file_kubestream_v1_event_proto_depIdxs = []int32{
 	0,  // 0: kubestream.v1.Event.operation:type_name -> kubestream.v1.Operation
 	6,  // 1: kubestream.v1.Event.object:type_name -> kubestream.v1.ObjectRef
-	24, // 2: kubestream.v1.Event.observed_at:type_name -> google.protobuf.Timestamp
+	26, // 2: kubestream.v1.Event.observed_at:type_name -> google.protobuf.Timestamp
 	8,  // 3: kubestream.v1.Event.change:type_name -> kubestream.v1.ObjectChange
-	14, // 4: kubestream.v1.Event.replay:type_name -> kubestream.v1.ReplayMarker
-	15, // 5: kubestream.v1.Event.image_storage:type_name -> kubestream.v1.ImageStorage
-	19, // 6: kubestream.v1.ObjectRef.labels:type_name -> kubestream.v1.ObjectRef.LabelsEntry
+	16, // 4: kubestream.v1.Event.replay:type_name -> kubestream.v1.ReplayMarker
+	17, // 5: kubestream.v1.Event.image_storage:type_name -> kubestream.v1.ImageStorage
+	21, // 6: kubestream.v1.ObjectRef.labels:type_name -> kubestream.v1.ObjectRef.LabelsEntry
 	7,  // 7: kubestream.v1.ObjectRef.owner_references:type_name -> kubestream.v1.OwnerReference
 	1,  // 8: kubestream.v1.ObjectChange.content_type:type_name -> kubestream.v1.ContentType
-	9,  // 9: kubestream.v1.ObjectChange.node:type_name -> kubestream.v1.NodeSummary
-	11, // 10: kubestream.v1.ObjectChange.pod:type_name -> kubestream.v1.PodSummary
-	12, // 11: kubestream.v1.ObjectChange.deployment:type_name -> kubestream.v1.DeploymentSummary
-	13, // 12: kubestream.v1.ObjectChange.config_map:type_name -> kubestream.v1.ConfigMapSummary
-	20, // 13: kubestream.v1.NodeSummary.capacity:type_name -> kubestream.v1.NodeSummary.CapacityEntry
-	21, // 14: kubestream.v1.NodeSummary.allocatable:type_name -> kubestream.v1.NodeSummary.AllocatableEntry
-	10, // 15: kubestream.v1.NodeSummary.taints:type_name -> kubestream.v1.Taint
-	22, // 16: kubestream.v1.ConfigMapSummary.value_sizes:type_name -> kubestream.v1.ConfigMapSummary.ValueSizesEntry
-	2,  // 17: kubestream.v1.ReplayMarker.reason:type_name -> kubestream.v1.ReplayReason
-	23, // 18: kubestream.v1.ReplayMarker.object_counts:type_name -> kubestream.v1.ReplayMarker.ObjectCountsEntry
-	16, // 19: kubestream.v1.ImageStorage.added:type_name -> kubestream.v1.Image
-	16, // 20: kubestream.v1.ImageStorage.removed:type_name -> kubestream.v1.Image
-	3,  // 21: kubestream.v1.ImageStorage.severity:type_name -> kubestream.v1.Severity
-	3,  // 22: kubestream.v1.ImageStorage.previous_severity:type_name -> kubestream.v1.Severity
-	4,  // 23: kubestream.v1.ImageStorage.transition:type_name -> kubestream.v1.AlertTransition
-	16, // 24: kubestream.v1.ImageStorage.top_images:type_name -> kubestream.v1.Image
-	17, // 25: kubestream.v1.ImageStorage.resized:type_name -> kubestream.v1.ImageResize
-	18, // 26: kubestream.v1.ImageStorage.thresholds:type_name -> kubestream.v1.ImageStorageThresholds
-	27, // [27:27] is the sub-list for method output_type
-	27, // [27:27] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	11, // 9: kubestream.v1.ObjectChange.node:type_name -> kubestream.v1.NodeSummary
+	13, // 10: kubestream.v1.ObjectChange.pod:type_name -> kubestream.v1.PodSummary
+	14, // 11: kubestream.v1.ObjectChange.deployment:type_name -> kubestream.v1.DeploymentSummary
+	15, // 12: kubestream.v1.ObjectChange.config_map:type_name -> kubestream.v1.ConfigMapSummary
+	9,  // 13: kubestream.v1.ObjectChange.generic:type_name -> kubestream.v1.GenericSummary
+	10, // 14: kubestream.v1.GenericSummary.conditions:type_name -> kubestream.v1.Condition
+	26, // 15: kubestream.v1.Condition.last_transition_time:type_name -> google.protobuf.Timestamp
+	22, // 16: kubestream.v1.NodeSummary.capacity:type_name -> kubestream.v1.NodeSummary.CapacityEntry
+	23, // 17: kubestream.v1.NodeSummary.allocatable:type_name -> kubestream.v1.NodeSummary.AllocatableEntry
+	12, // 18: kubestream.v1.NodeSummary.taints:type_name -> kubestream.v1.Taint
+	24, // 19: kubestream.v1.ConfigMapSummary.value_sizes:type_name -> kubestream.v1.ConfigMapSummary.ValueSizesEntry
+	2,  // 20: kubestream.v1.ReplayMarker.reason:type_name -> kubestream.v1.ReplayReason
+	25, // 21: kubestream.v1.ReplayMarker.object_counts:type_name -> kubestream.v1.ReplayMarker.ObjectCountsEntry
+	18, // 22: kubestream.v1.ImageStorage.added:type_name -> kubestream.v1.Image
+	18, // 23: kubestream.v1.ImageStorage.removed:type_name -> kubestream.v1.Image
+	3,  // 24: kubestream.v1.ImageStorage.severity:type_name -> kubestream.v1.Severity
+	3,  // 25: kubestream.v1.ImageStorage.previous_severity:type_name -> kubestream.v1.Severity
+	4,  // 26: kubestream.v1.ImageStorage.transition:type_name -> kubestream.v1.AlertTransition
+	18, // 27: kubestream.v1.ImageStorage.top_images:type_name -> kubestream.v1.Image
+	19, // 28: kubestream.v1.ImageStorage.resized:type_name -> kubestream.v1.ImageResize
+	20, // 29: kubestream.v1.ImageStorage.thresholds:type_name -> kubestream.v1.ImageStorageThresholds
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_kubestream_v1_event_proto_init() }
@@ -2194,6 +2430,7 @@ func file_kubestream_v1_event_proto_init() {
 		(*ObjectChange_Pod)(nil),
 		(*ObjectChange_Deployment)(nil),
 		(*ObjectChange_ConfigMap)(nil),
+		(*ObjectChange_Generic)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2201,7 +2438,7 @@ func file_kubestream_v1_event_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kubestream_v1_event_proto_rawDesc), len(file_kubestream_v1_event_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

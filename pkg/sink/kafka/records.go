@@ -35,15 +35,14 @@ func (b *balancer) Balance(msg kafkago.Message, partitions ...int) int {
 	return b.murmur.Balance(msg, partitions...)
 }
 
-// resourceOf is the kind an event is about, as a resource name; image-storage
-// events have their own.
+// resourceOf is the kind an event is about, as a resource name ("pods",
+// "certificates.cert-manager.io"); image-storage events have their own.
 func resourceOf(ev *kubestreamv1.Event) (string, error) {
-	if ev.GetImageStorage() == nil {
-		if _, ok := kinds.ByKind(ev.GetObject().GetKind()); !ok {
-			return "", fmt.Errorf("event %s is about unknown kind %q", ev.GetId(), ev.GetObject().GetKind())
-		}
+	r := event.Resource(ev)
+	if r == "" || r == "s" {
+		return "", fmt.Errorf("event %s names no kind", ev.GetId())
 	}
-	return event.Resource(ev), nil
+	return r, nil
 }
 
 // Key returns the record key of an object's events: "<resource>/<namespace>/<name>",

@@ -193,6 +193,9 @@ func Open(ctx context.Context, opts Options) (*Sink, error) {
 	s := &Sink{opts: opts, addr: kafkago.TCP(brokers...), transport: newTransport(), ready: map[string]bool{}}
 	seen := map[string]bool{}
 	for _, st := range opts.Streams {
+		if err := validTopic(s.topicFor(st)); err != nil {
+			return nil, fmt.Errorf("topic of %s: %w: publish all kinds to one topic with --kafka-topic", st, err)
+		}
 		if t := s.topicFor(st); !seen[t] {
 			seen[t] = true
 			s.streamTopics = append(s.streamTopics, t)
@@ -434,6 +437,26 @@ func probe(ctx context.Context, brokers []string, tr *kafkago.Transport, timeout
 		ErrNoBroker, timeout, strings.Join(parts, "; "))
 }
 
+// EnsureStreams checks, before a kind is first published (a kind discovered
+// while running), that its topics exist or can be created, as Open does for
+// the streams it is given.
+func (s *Sink) EnsureStreams(ctx context.Context, streams []string) error {
+	var topics []string
+	for _, st := range streams {
+		t := s.topicFor(st)
+		if err := validTopic(t); err != nil {
+			return fmt.Errorf("topic of %s: %w: publish all kinds to one topic with --kafka-topic", st, err)
+		}
+		topics = append(topics, t)
+	}
+	return s.checkTopics(ctx, topics)
+}
+
+// topicFor is the topic of a resource name: <prefix>.<resource>, so
+// "kubestream.pods" and, for other groups, "<prefix>.<plural>.<group>"
+// ("kubestream.certificates.cert-manager.io"). Topic names allow every
+// character of resource and group names, and plural resources have no
+// dots: the name after the prefix splits back at its first dot.
 func (s *Sink) topicFor(resource string) string {
 	if s.opts.Topic != "" {
 		return s.opts.Topic

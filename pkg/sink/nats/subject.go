@@ -21,6 +21,9 @@ const ReplayToken = event.ReplayResource
 //
 //	<prefix>.<resource>.<namespace>.<name>   namespaced kinds (pods, deployments, configmaps)
 //	<prefix>.<resource>.<name>               cluster-scoped kinds (nodes)
+//
+// where <resource> is the kind's name as one token: "pods", and for kinds
+// of other groups "<plural>.<group>" escaped ("widgets%2Eexample%2Ecom").
 //	<prefix>.imagestorage.<node>             image-storage events
 //	<prefix>.replay                          replay begin/end markers
 //
@@ -151,6 +154,7 @@ func Subject(prefix string, ev *kubestreamv1.Event) string {
 		return prefix + "." + kinds.ImageStorage + "." + EscapeToken(ev.GetObject().GetName())
 	}
 	obj := ev.GetObject()
+	kind = EscapeToken(kind)
 	if obj.GetNamespace() == "" {
 		return prefix + "." + kind + "." + EscapeToken(obj.GetName())
 	}
@@ -172,8 +176,11 @@ func ParseSubject(prefix, subject string) (Parsed, error) {
 		return Parsed{}, fmt.Errorf("subject %q does not start with %q", subject, prefix+".")
 	}
 	toks := strings.Split(rest, ".")
-	p := Parsed{Kind: toks[0]}
-	var err error
+	kind, err := UnescapeToken(toks[0])
+	if err != nil {
+		return Parsed{}, err
+	}
+	p := Parsed{Kind: kind}
 	switch {
 	case p.Kind == ReplayToken && len(toks) == 1:
 		return p, nil
@@ -197,7 +204,7 @@ func ParseSubject(prefix, subject string) (Parsed, error) {
 func Families(prefix string, ks []kinds.Kind) []string {
 	out := make([]string, 0, len(ks)+2)
 	for _, k := range ks {
-		out = append(out, prefix+"."+k.Resource+".>")
+		out = append(out, prefix+"."+EscapeToken(k.Resource)+".>")
 	}
 	return append(out, prefix+"."+kinds.ImageStorage+".>", prefix+"."+ReplayToken)
 }

@@ -2,15 +2,19 @@ package source
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/kubestream/kubestream/internal/testobj"
 	"github.com/kubestream/kubestream/pkg/change"
+	"github.com/kubestream/kubestream/pkg/kinds"
 )
 
 // encode writes obj the way the apiserver does: protobuf in the k8s envelope.
@@ -27,7 +31,16 @@ func encode(t *testing.T, obj runtime.Object) []byte {
 
 func compactDecoder(t *testing.T) runtime.Decoder {
 	t.Helper()
-	infos := compactNegotiator{}.SupportedMediaTypes()
+	return decoderFor(t, kinds.Pods)
+}
+
+func decoderFor(t *testing.T, k kinds.Kind) runtime.Decoder {
+	t.Helper()
+	mt := jsonMediaType
+	if k.Protobuf() {
+		mt = protobufMediaType
+	}
+	infos := compactNegotiator{mediaType: mt, kind: k, codec: codecFor(k)}.SupportedMediaTypes()
 	if len(infos) != 1 || infos[0].StreamSerializer == nil {
 		t.Fatalf("negotiator offers %v, want protobuf with a stream serializer for watches", infos)
 	}
@@ -96,5 +109,53 @@ func TestWatchListBookmarkKeepsItsAnnotation(t *testing.T) {
 	plain, _, _ := dec.Decode(encode(t, testobj.Pod("a", "b", "u", "1", "i")), nil, nil)
 	if len(plain.(*change.Compact).GetAnnotations()) != 0 {
 		t.Fatal("an ordinary pod claims to end the initial events")
+	}
+}
+
+var widgets = kinds.Discovered(schema.GroupVersionKind{Group: "example.com", Version: "v1", Kind: "Widget"}, "widgets", true, false)
+
+func TestJSONDecoderTurnsCustomResourcesAndListsIntoCompacts(t *testing.T) {
+	if widgets.Protobuf() || widgets.Resource != "widgets.example.com" {
+		t.Fatalf("a custom resource resolved as %+v", widgets)
+	}
+	dec := decoderFor(t, widgets)
+	item := `{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w1","namespace":"shop","uid":"u1","resourceVersion":"7",` +
+		`"managedFields":[{"manager":"kubectl","operation":"Apply"}],"labels":{"a":"b"}},"spec":{"size":12345678901234567}}`
+	obj, _, err := dec.Decode([]byte(item), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ok := obj.(*change.Compact)
+	if !ok || !c.JSON() || c.GetName() != "w1" || c.GetNamespace() != "shop" || c.GetUID() != "u1" || c.GetResourceVersion() != "7" {
+		t.Fatalf("decoded %T %+v", obj, obj)
+	}
+	if bytes.Contains(c.Raw, []byte("managedFields")) || !bytes.Contains(c.Raw, []byte("12345678901234567")) {
+		t.Fatalf("cached JSON %s: want managedFields dropped and large integers exact", c.Raw)
+	}
+	full, err := change.Full(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := full.(*unstructured.Unstructured); u.GetLabels()["a"] != "b" || u.GetKind() != "Widget" {
+		t.Fatalf("full object %v", u)
+	}
+	list := `{"apiVersion":"example.com/v1","kind":"WidgetList","metadata":{"resourceVersion":"9","continue":"tok"},"items":[` + item + `,` +
+		strings.Replace(item, `"w1"`, `"w2"`, 1) + `]}`
+	obj, _, err = dec.Decode([]byte(list), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cl, ok := obj.(*change.CompactList); !ok || cl.ResourceVersion != "9" || cl.Continue != "tok" || len(cl.Items) != 2 || cl.Items[1].(*change.Compact).GetName() != "w2" {
+		t.Fatalf("decoded list %T %+v", obj, obj)
+	}
+	status := `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Expired","code":410}`
+	obj, _, err = dec.Decode([]byte(status), nil, nil)
+	if s, ok := obj.(*metav1.Status); err != nil || !ok || s.Code != 410 {
+		t.Fatalf("a watch's expiry Status decoded as %T %v (%v)", obj, obj, err)
+	}
+	bookmark := `{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"resourceVersion":"11","annotations":{"k8s.io/initial-events-end":"true"}}}`
+	obj, _, err = dec.Decode([]byte(bookmark), nil, nil)
+	if c, ok := obj.(*change.Compact); err != nil || !ok || c.GetResourceVersion() != "11" || c.GetAnnotations()[metav1.InitialEventsAnnotationKey] != "true" {
+		t.Fatalf("bookmark decoded as %T %v (%v)", obj, obj, err)
 	}
 }
