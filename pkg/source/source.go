@@ -1,6 +1,7 @@
-// Package source watches Kubernetes objects with informers (compact ones for
-// pods, deployments and config maps, a typed one for nodes) and turns every
-// add, update and delete into a change.Change for the pipeline. It also runs
+// Package source watches Kubernetes objects of any kind with informers (one
+// path for every kind, see listwatch.go; kinds can be added and removed
+// while running) and turns every add, update and delete into a
+// change.Change for the pipeline. It also runs
 // replay rounds: the initial list, and then every --resync period every
 // object as snapshots between begin and end markers, read from the state
 // the handlers last emitted (not the informer cache, which runs ahead of
