@@ -27,7 +27,8 @@ func TestBadInput(t *testing.T) {
 		// there is one, how to fix it.
 		want []string
 	}{
-		{"unknown kind", []string{"--kinds", "pods,widgets"}, []string{`unknown kind "widgets"`, "choose from"}},
+		{"unknown kind", []string{"--kinds", "pods,podz"}, []string{`unknown kind "podz"`, "did you mean pods"}},
+		{"bad kind pattern", []string{"--kinds", "pods/status"}, []string{`"pods/status" is not a kind name or pattern`}},
 		{"bad selector", []string{"--selector", "a b c"}, []string{`"a b c"`, "label selector"}},
 		{"bad content type", []string{"--content-type", "xml"}, []string{`--content-type "xml" is unknown`, "use protobuf or json"}},
 		{"unknown sink", []string{"--sink", "carrier-pigeon"}, []string{`--sink "carrier-pigeon" is unknown`, "choose one of", "stdout"}},
