@@ -1,0 +1,303 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
+	"github.com/kubestream/kubestream/pkg/app"
+	"github.com/kubestream/kubestream/pkg/contract"
+	"github.com/kubestream/kubestream/pkg/event"
+)
+
+// TestReplayRoundsCoverDynamicKinds: periodic (RESYNC) rounds cover the
+// custom kinds a pattern picked, the one watched from the start and the
+// one whose definition came while running, and snapshot their objects.
+func TestReplayRoundsCoverDynamicKinds(t *testing.T) {
+	ctx := context.Background()
+	const group = "resync.example.com"
+	levers := installCRD(t, group, "levers", "Lever", true)
+	t.Cleanup(func() { deleteCRD(t, levers) })
+	ns := createNamespace(t, client(t), "resync")
+	d := dyn(t)
+	l1 := must[*unstructured.Unstructured](t)(d.Resource(levers).Namespace(ns).Create(ctx, customResource(group+"/v1", "Lever", ns, "l1", map[string]any{"arm": int64(2)}), metav1.CreateOptions{}))
+
+	s := startStream(t, app.Config{Selection: selection(t, "*."+group), Namespace: ns, Resync: 2 * time.Second})
+	s.rec.waitFor(t, "initial round end", func(ev *kubestreamv1.Event) bool {
+		return ev.GetOperation() == kubestreamv1.Operation_OPERATION_REPLAY_END && ev.GetReplay().GetReason() == kubestreamv1.ReplayReason_REPLAY_REASON_INITIAL
+	})
+	pulleys := installCRD(t, group, "pulleys", "Pulley", true)
+	t.Cleanup(func() { deleteCRD(t, pulleys) })
+	s.rec.waitFor(t, "the new kind's first round", func(ev *kubestreamv1.Event) bool {
+		return ev.GetOperation() == kubestreamv1.Operation_OPERATION_REPLAY_END && slices.Equal(ev.GetReplay().GetKinds(), []string{"pulleys." + group})
+	})
+	p1 := must[*unstructured.Unstructured](t)(d.Resource(pulleys).Namespace(ns).Create(ctx, customResource(group+"/v1", "Pulley", ns, "p1", map[string]any{"wheels": int64(3)}), metav1.CreateOptions{}))
+	s.rec.waitFor(t, "p1 created", func(ev *kubestreamv1.Event) bool {
+		return ev.GetOperation() == kubestreamv1.Operation_OPERATION_CREATED && ev.GetObject().GetUid() == string(p1.GetUID())
+	})
+	// The first RESYNC round that starts after p1's create.
+	var created int
+	for i, ev := range s.rec.snapshot() {
+		if ev.GetOperation() == kubestreamv1.Operation_OPERATION_CREATED && ev.GetObject().GetUid() == string(p1.GetUID()) {
+			created = i
+		}
+	}
+	var beginAt int
+	s.rec.waitFor(t, "a resync round after p1's create", func(ev *kubestreamv1.Event) bool {
+		evs := s.rec.snapshot()
+		for i := created + 1; i < len(evs); i++ {
+			if evs[i].GetOperation() == kubestreamv1.Operation_OPERATION_REPLAY_BEGIN && evs[i].GetReplay().GetReason() == kubestreamv1.ReplayReason_REPLAY_REASON_RESYNC {
+				beginAt = i
+				id := evs[i].GetReplayId()
+				return slices.ContainsFunc(evs[i:], func(e *kubestreamv1.Event) bool {
+					return e.GetOperation() == kubestreamv1.Operation_OPERATION_REPLAY_END && e.GetReplayId() == id
+				})
+			}
+		}
+		return false
+	})
+	s.stop()
+	evs := s.rec.snapshot()
+	begin := evs[beginAt]
+	id := begin.GetReplayId()
+	var round []*kubestreamv1.Event
+	var end *kubestreamv1.Event
+	for _, ev := range evs[beginAt+1:] {
+		if ev.GetReplayId() != id {
+			continue
+		}
+		if ev.GetOperation() == kubestreamv1.Operation_OPERATION_REPLAY_END {
+			end = ev
+			break
+		}
+		round = append(round, ev)
+	}
+	t.Logf("stream:\n%s", describe(evs))
+	wantKinds := []string{"levers." + group, "pulleys." + group}
+	for _, m := range []*kubestreamv1.Event{begin, end} {
+		got := slices.Clone(m.GetReplay().GetKinds())
+		sort.Strings(got)
+		if !slices.Equal(got, wantKinds) {
+			t.Errorf("RESYNC %s covers %v, want %v (the kind watched from the start and the one added while running)", m.GetOperation(), got, wantKinds)
+		}
+	}
+	if c := end.GetReplay().GetObjectCounts(); c["levers."+group] != 1 || c["pulleys."+group] != 1 {
+		t.Errorf("RESYNC end counts %v, want one of each kind", c)
+	}
+	var snapped []string
+	for _, ev := range round {
+		if ev.GetOperation() != kubestreamv1.Operation_OPERATION_SNAPSHOT {
+			t.Errorf("in the RESYNC round: %s, want snapshots only", line(ev))
+			continue
+		}
+		snapped = append(snapped, ev.GetObject().GetUid())
+		if ev.GetChange().GetContentType() != kubestreamv1.ContentType_CONTENT_TYPE_JSON {
+			t.Errorf("snapshot %s: content type %s, want JSON", line(ev), ev.GetChange().GetContentType())
+		}
+		var obj map[string]any
+		if err := json.Unmarshal(ev.GetChange().GetObject(), &obj); err != nil || obj["metadata"].(map[string]any)["uid"] != ev.GetObject().GetUid() {
+			t.Errorf("snapshot %s: state is not the object's JSON: %v", line(ev), err)
+		}
+	}
+	sort.Strings(snapped)
+	want := []string{string(l1.GetUID()), string(p1.GetUID())}
+	sort.Strings(want)
+	if !slices.Equal(snapped, want) {
+		t.Errorf("RESYNC round snapshots uids %v, want l1 and p1 %v", snapped, want)
+	}
+	judge := contract.New()
+	for _, ev := range evs {
+		judge.Apply(ev)
+	}
+	assertHolds(t, judge, l1, p1)
+}
+
+// TestResumeDynamicKinds: with --state-file, a restart sends the
+// difference for custom resources: DELETED for one deleted while stopped,
+// UPDATED for one changed, nothing for one unchanged; and a definition
+// deleted while stopped (its kind covered by the pattern) gets DELETED for
+// every saved object of its kind at the next start. The consumer contract,
+// applied across both runs, ends with the apiserver's objects.
+func TestResumeDynamicKinds(t *testing.T) {
+	ctx := context.Background()
+	const group = "resume.example.com"
+	alphas := installCRD(t, group, "alphas", "Alpha", true)
+	betas := installCRD(t, group, "betas", "Beta", true)
+	t.Cleanup(func() { deleteCRD(t, alphas); deleteCRD(t, betas) })
+	ns := createNamespace(t, client(t), "resume")
+	d := dyn(t)
+	mk := func(gvr schema.GroupVersionResource, kind, name string) *unstructured.Unstructured {
+		return must[*unstructured.Unstructured](t)(d.Resource(gvr).Namespace(ns).Create(ctx, customResource(group+"/v1", kind, ns, name, map[string]any{"n": int64(1)}), metav1.CreateOptions{}))
+	}
+	a1, a2, a3 := mk(alphas, "Alpha", "a1"), mk(alphas, "Alpha", "a2"), mk(alphas, "Alpha", "a3")
+	b1, b2 := mk(betas, "Beta", "b1"), mk(betas, "Beta", "b2")
+
+	stateFile := filepath.Join(t.TempDir(), "state.json")
+	cfg := app.Config{Selection: selection(t, "*."+group), Namespace: ns, Resume: true, StateFile: stateFile, StateFlushInterval: 50 * time.Millisecond}
+	first := startStream(t, cfg)
+	first.rec.waitFor(t, "initial round end", func(ev *kubestreamv1.Event) bool {
+		return ev.GetOperation() == kubestreamv1.Operation_OPERATION_REPLAY_END
+	})
+	first.stop()
+	run1 := first.rec.snapshot()
+	t.Logf("first run:\n%s", describe(run1))
+	if saved, err := os.ReadFile(stateFile); err != nil {
+		t.Fatalf("no state file after the first run: %v", err)
+	} else {
+		t.Logf("state file after the first run: %s", saved)
+	}
+	for _, u := range []*unstructured.Unstructured{a1, a2, a3, b1, b2} {
+		if got := ops(eventsOfUID(run1, u.GetUID())); !slices.Equal(got, []string{"SNAPSHOT"}) {
+			t.Errorf("first run, %s: %v, want [SNAPSHOT]", u.GetName(), got)
+		}
+	}
+
+	// While stopped: a1 deleted, a2 changed, a3 untouched, and the betas'
+	// definition deleted (with b1 and b2).
+	if err := d.Resource(alphas).Namespace(ns).Delete(ctx, "a1", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	a2.Object["spec"] = map[string]any{"n": int64(2)}
+	a2 = must[*unstructured.Unstructured](t)(d.Resource(alphas).Namespace(ns).Update(ctx, a2, metav1.UpdateOptions{}))
+	deleteCRD(t, betas)
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		_, err := d.Resource(crdGVR).Get(ctx, "betas."+group, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("betas definition still there after 30s: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	second := startStream(t, cfg)
+	end := second.rec.waitFor(t, "the resume round's end", func(ev *kubestreamv1.Event) bool {
+		return ev.GetOperation() == kubestreamv1.Operation_OPERATION_REPLAY_END
+	})
+	// Deletes of a vanished kind may come after the round; give them time.
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		evs := second.rec.snapshot()
+		if len(eventsOfUID(evs, b1.GetUID())) > 0 && len(eventsOfUID(evs, b2.GetUID())) > 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	second.stop()
+	run2 := second.rec.snapshot()
+	t.Logf("second run:\n%s", describe(run2))
+
+	if r := end.GetReplay(); r.GetReason() != kubestreamv1.ReplayReason_REPLAY_REASON_RESUME || !slices.Equal(r.GetKinds(), []string{"alphas." + group}) {
+		t.Errorf("second run's first round: %s, want a RESUME round of alphas.%s", line(end), group)
+	}
+	if first := run2[0]; first.GetOperation() != kubestreamv1.Operation_OPERATION_REPLAY_BEGIN || first.GetReplay().GetReason() != kubestreamv1.ReplayReason_REPLAY_REASON_RESUME {
+		t.Errorf("second run starts with %s, want the RESUME round's begin", line(first))
+	}
+	check := func(u *unstructured.Unstructured, want []string) []*kubestreamv1.Event {
+		t.Helper()
+		evs := eventsOfUID(run2, u.GetUID())
+		if got := ops(evs); !slices.Equal(got, want) {
+			t.Errorf("second run, %s (%s): %v, want %v", u.GetName(), u.GetUID(), got, want)
+			return nil
+		}
+		return evs
+	}
+	if evs := check(a1, []string{"DELETED"}); evs != nil && !evs[0].GetChange().GetFinalStateUnknown() {
+		t.Errorf("a1's DELETED is not flagged final_state_unknown: %s", line(evs[0]))
+	}
+	if evs := check(a2, []string{"UPDATED"}); evs != nil {
+		if ev := evs[0]; ev.GetObject().GetResourceVersion() != a2.GetResourceVersion() || !ev.GetChange().GetPreviousUnknown() {
+			t.Errorf("a2's UPDATED at rv %s (previous_unknown %v), want rv %s with previous_unknown", ev.GetObject().GetResourceVersion(), ev.GetChange().GetPreviousUnknown(), a2.GetResourceVersion())
+		}
+	}
+	check(a3, nil)
+	for _, b := range []*unstructured.Unstructured{b1, b2} {
+		if evs := check(b, []string{"DELETED"}); evs != nil {
+			o := evs[0].GetObject()
+			if o.GetResource() != "betas."+group || o.GetNamespace() != ns || o.GetName() != b.GetName() || !evs[0].GetChange().GetFinalStateUnknown() {
+				t.Errorf("%s's DELETED: %s ref %v, want betas.%s %s/%s flagged final_state_unknown", b.GetName(), line(evs[0]), o, group, ns, b.GetName())
+			}
+			// Consumers route by headers (docs/kafka.md, docs/nats.md): a
+			// delete must carry its kind's group like every other event of
+			// the kind, or a header filter on ks-group drops exactly the
+			// deletes of a vanished kind.
+			hs := map[string]string{}
+			for _, h := range event.Headers(evs[0]) {
+				hs[h.Key] = h.Value
+			}
+			t.Logf("%s's DELETED: ref %v, headers %v", b.GetName(), o, hs)
+			if hs[event.HeaderKind] != "betas."+group || hs[event.HeaderGroup] != group {
+				t.Errorf("BUG: the DELETED of %s, whose definition went while kubestream was stopped, has headers %v: ks-group is missing although ObjectRef.group is %q "+
+					"(pkg/source deleteVanishedKinds builds a Kind without version and kind, and pkg/event Headers adds ks-group, ks-version and ks-object-kind only when ObjectRef.kind is set)",
+					b.GetName(), hs, o.GetGroup())
+			}
+		}
+	}
+	// Every event of the second run is about one of those four objects or a
+	// marker: nothing else was sent.
+	for _, ev := range run2 {
+		if ev.GetReplay() == nil && !slices.Contains([]string{string(a1.GetUID()), string(a2.GetUID()), string(b1.GetUID()), string(b2.GetUID())}, ev.GetObject().GetUid()) {
+			t.Errorf("second run sent %s, which did not change while stopped", line(ev))
+		}
+	}
+
+	judge := contract.New()
+	for _, ev := range append(slices.Clone(run1), run2...) {
+		judge.Apply(ev)
+	}
+	assertHolds(t, judge, a2, a3)
+	for _, u := range []*unstructured.Unstructured{a1, b1, b2} {
+		if !judge.Deleted(string(u.GetUID())) {
+			t.Errorf("the consumer saw no DELETED for %s", u.GetName())
+		}
+	}
+	if o, ok := judge.Objects()[string(a2.GetUID())]; ok && o.ResourceVersion != a2.GetResourceVersion() {
+		t.Errorf("the consumer holds a2 at rv %s, the apiserver at %s", o.ResourceVersion, a2.GetResourceVersion())
+	}
+
+	// The state file no longer holds the objects that went.
+	saved, err := os.ReadFile(stateFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []*unstructured.Unstructured{a1, b1, b2} {
+		if strings.Contains(string(saved), string(u.GetUID())) {
+			t.Errorf("the state file still holds %s (%s) after its DELETED was acknowledged: %s", u.GetName(), u.GetUID(), saved)
+		}
+	}
+}
+
+// assertHolds checks that the consumer holds exactly these objects (by uid)
+// and that no replay end had to remove anything.
+func assertHolds(t *testing.T, judge *contract.State, objs ...*unstructured.Unstructured) {
+	t.Helper()
+	var want, got []string
+	for _, o := range objs {
+		want = append(want, string(o.GetUID())+" "+o.GetName())
+	}
+	for uid, o := range judge.Objects() {
+		got = append(got, uid+" "+o.Event.GetObject().GetName())
+	}
+	sort.Strings(want)
+	sort.Strings(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("the consumer holds %v, want the apiserver's %v", got, want)
+	}
+	if d := judge.Dropped(); len(d) > 0 {
+		t.Errorf("replay ends removed %v: their DELETED never came", d)
+	}
+}
