@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
 	"github.com/kubestream/kubestream/pkg/app"
@@ -300,4 +301,133 @@ func assertHolds(t *testing.T, judge *contract.State, objs ...*unstructured.Unst
 	if d := judge.Dropped(); len(d) > 0 {
 		t.Errorf("replay ends removed %v: their DELETED never came", d)
 	}
+}
+
+// TestCRDVersionSwitchKeepsObjects: a custom resource definition moves to
+// a new version (v2 served and stored, v1 no longer served), as CRD
+// upgrades do. The objects did not go anywhere: a consumer must not see a
+// DELETED for them, and must end holding them.
+func TestCRDVersionSwitchKeepsObjects(t *testing.T) {
+	ctx := context.Background()
+	const group = "upgrade.example.com"
+	knobs := installCRD(t, group, "knobs", "Knob", true)
+	t.Cleanup(func() { deleteCRD(t, knobs) })
+	ns := createNamespace(t, client(t), "upgrade")
+	d := dyn(t)
+	k1 := must[*unstructured.Unstructured](t)(d.Resource(knobs).Namespace(ns).Create(ctx, customResource(group+"/v1", "Knob", ns, "k1", map[string]any{"turns": int64(1)}), metav1.CreateOptions{}))
+
+	s := startStream(t, app.Config{Selection: selection(t, "*."+group), Namespace: ns})
+	s.rec.waitFor(t, "initial round end", func(ev *kubestreamv1.Event) bool {
+		return ev.GetOperation() == kubestreamv1.Operation_OPERATION_REPLAY_END
+	})
+
+	crd := must[*unstructured.Unstructured](t)(d.Resource(crdGVR).Get(ctx, "knobs."+group, metav1.GetOptions{}))
+	schema := map[string]any{"openAPIV3Schema": map[string]any{"type": "object", "x-kubernetes-preserve-unknown-fields": true}}
+	crd.Object["spec"].(map[string]any)["versions"] = []any{
+		map[string]any{"name": "v1", "served": false, "storage": false, "schema": schema, "subresources": map[string]any{"status": map[string]any{}}},
+		map[string]any{"name": "v2", "served": true, "storage": true, "schema": schema, "subresources": map[string]any{"status": map[string]any{}}},
+	}
+	must[*unstructured.Unstructured](t)(d.Resource(crdGVR).Update(ctx, crd, metav1.UpdateOptions{}))
+	v2 := schema2GVR(knobs, "v2")
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if _, err := d.Resource(v2).Namespace(ns).Get(ctx, "k1", metav1.GetOptions{}); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("knobs not served at v2 after 30s: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// A change at the new version: kubestream must stream it.
+	k1 = must[*unstructured.Unstructured](t)(d.Resource(v2).Namespace(ns).Patch(ctx, "k1", types.MergePatchType, []byte(`{"spec":{"turns":2}}`), metav1.PatchOptions{}))
+	s.rec.waitFor(t, "k1's change at v2", func(ev *kubestreamv1.Event) bool {
+		return ev.GetObject().GetUid() == string(k1.GetUID()) && ev.GetObject().GetResourceVersion() == k1.GetResourceVersion()
+	})
+	time.Sleep(time.Second)
+	evs := s.rec.snapshot()
+	t.Logf("stream:\n%s", describe(evs))
+	for _, ev := range eventsOfUID(evs, k1.GetUID()) {
+		if ev.GetOperation() == kubestreamv1.Operation_OPERATION_DELETED {
+			t.Errorf("BUG: %s (final_state_unknown %v) for k1, which was never deleted: the definition only moved to v2 "+
+				"(pkg/app kindWatcher.reconcile removes a watched kind whose group/version is no longer served, reporting its objects deleted, "+
+				"before adding the same resource at its new version)", line(ev), ev.GetChange().GetFinalStateUnknown())
+		}
+	}
+	judge := contract.New()
+	for _, ev := range evs {
+		judge.Apply(ev)
+	}
+	assertHolds(t, judge, k1)
+	if o, ok := judge.Objects()[string(k1.GetUID())]; ok && o.ResourceVersion != k1.GetResourceVersion() {
+		t.Errorf("the consumer holds k1 at rv %s, the apiserver at %s", o.ResourceVersion, k1.GetResourceVersion())
+	}
+}
+
+func schema2GVR(gvr schema.GroupVersionResource, version string) schema.GroupVersionResource {
+	gvr.Version = version
+	return gvr
+}
+
+// TestPatternMatchingNothingAtRestart: the only kind a pattern covered had
+// its definition deleted while kubestream was stopped (cert-manager
+// uninstalled during a restart). The saved objects of that kind must still
+// get their DELETED at the next start, as they do when other kinds remain
+// (TestResumeDynamicKinds) and as they do when the definition goes while
+// running (TestPatternPicksUpKindsWhileRunning).
+func TestPatternMatchingNothingAtRestart(t *testing.T) {
+	ctx := context.Background()
+	const group = "lonely.example.com"
+	solos := installCRD(t, group, "solos", "Solo", true)
+	t.Cleanup(func() { deleteCRD(t, solos) })
+	ns := createNamespace(t, client(t), "lonely")
+	d := dyn(t)
+	s1 := must[*unstructured.Unstructured](t)(d.Resource(solos).Namespace(ns).Create(ctx, customResource(group+"/v1", "Solo", ns, "s1", map[string]any{"n": int64(1)}), metav1.CreateOptions{}))
+
+	stateFile := filepath.Join(t.TempDir(), "state.json")
+	cfg := app.Config{Selection: selection(t, "*."+group), Namespace: ns, Resume: true, StateFile: stateFile, StateFlushInterval: 50 * time.Millisecond}
+	first := startStream(t, cfg)
+	first.rec.waitFor(t, "initial round end", func(ev *kubestreamv1.Event) bool {
+		return ev.GetOperation() == kubestreamv1.Operation_OPERATION_REPLAY_END
+	})
+	first.stop()
+	run1 := first.rec.snapshot()
+
+	deleteCRD(t, solos)
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		_, err := d.Resource(crdGVR).Get(ctx, "solos."+group, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("solos definition still there after 30s: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	second := startStream(t, cfg)
+	deadline := time.Now().Add(10 * time.Second)
+	var runErr error
+	for time.Now().Before(deadline) && len(eventsOfUID(second.rec.snapshot(), s1.GetUID())) == 0 {
+		select {
+		case runErr = <-second.done:
+			second.done <- runErr
+			deadline = time.Now()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	run2 := second.rec.snapshot()
+	second.stop()
+	t.Logf("second run (error %v):\n%s", runErr, describe(run2))
+	if runErr != nil {
+		t.Errorf("BUG: the second start failed: %v; the saved object s1 (%s) of the vanished kind solos.%s never gets its DELETED "+
+			"(pkg/discover Index.Resolve fails when patterns match nothing, before pkg/source deleteVanishedKinds can run; "+
+			"the same pattern matching nothing while running is fine)", runErr, s1.GetUID(), group)
+	}
+	judge := contract.New()
+	for _, ev := range append(slices.Clone(run1), run2...) {
+		judge.Apply(ev)
+	}
+	if !judge.Deleted(string(s1.GetUID())) {
+		t.Errorf("the consumer saw no DELETED for s1, deleted with its definition while kubestream was stopped")
+	}
+	assertHolds(t, judge)
 }
