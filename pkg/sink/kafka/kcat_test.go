@@ -5,8 +5,10 @@ import (
 	"context"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kubestream/kubestream/pkg/change"
 	"github.com/kubestream/kubestream/pkg/kinds"
@@ -36,8 +38,8 @@ func TestIndependentConsumer(t *testing.T) {
 	broker := o.Brokers[0]
 
 	out := run(t, ctx, nil, "kcat", "-C", "-b", broker, "-t", "kubestream.pods", "-o", "beginning", "-e", "-q",
-		"-f", `%k|%h|%S\n`)
-	t.Logf("kcat -f '%%k|%%h|%%S':\n%s", out)
+		"-f", `%k|%h|%S|%T\n`)
+	t.Logf("kcat -f '%%k|%%h|%%S|%%T':\n%s", out)
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	if len(lines) != 4 {
 		t.Fatalf("kcat read %d records, want 4 (marker, created, deleted, tombstone):\n%s", len(lines), out)
@@ -48,15 +50,20 @@ func TestIndependentConsumer(t *testing.T) {
 		{"pods/shop/web", "ks-op=deleted"},
 		{"pods/shop/web", "ks-op=tombstone"},
 	} {
-		fields := strings.SplitN(lines[i], "|", 3)
-		if len(fields) != 3 || fields[0] != want.key || !strings.Contains(fields[1], want.op) {
-			t.Errorf("kcat record %d: %q, want key %s and header %s", i, lines[i], want.key, want.op)
+		fields := strings.SplitN(lines[i], "|", 4)
+		if len(fields) != 4 || fields[0] != want.key || !strings.Contains(fields[1], want.op) {
+			t.Fatalf("kcat record %d: %q, want key %s and header %s", i, lines[i], want.key, want.op)
+		}
+		// Time-based retention deletes by record timestamp: records must
+		// carry when they were observed, not 0 (1970).
+		if ms, err := strconv.ParseInt(fields[3], 10, 64); err != nil || time.Since(time.UnixMilli(ms)).Abs() > time.Hour {
+			t.Errorf("kcat record %d timestamp %q, want about now", i, fields[3])
 		}
 		if i < 3 && !strings.Contains(fields[1], "content-type=application/x-protobuf") {
 			t.Errorf("kcat record %d headers %q lack the content type", i, fields[1])
 		}
 	}
-	if size := strings.SplitN(lines[3], "|", 3)[2]; size != "-1" {
+	if size := strings.SplitN(lines[3], "|", 4)[2]; size != "-1" {
 		t.Errorf("tombstone value size %s in kcat, want -1 (null)", size)
 	}
 
