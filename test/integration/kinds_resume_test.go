@@ -431,3 +431,58 @@ func TestPatternMatchingNothingAtRestart(t *testing.T) {
 	}
 	assertHolds(t, judge)
 }
+
+// TestNamedKindVersionSwitch: a kind named in --kinds (no pattern, so no
+// definition watch) whose definition moves to v2 with v1 no longer served.
+// Its changes must keep arriving, or kubestream must say it cannot follow
+// (exit, or /readyz unready); it must not go silent.
+func TestNamedKindVersionSwitch(t *testing.T) {
+	ctx := context.Background()
+	const group = "named.example.com"
+	dials := installCRD(t, group, "dials", "Dial", true)
+	t.Cleanup(func() { deleteCRD(t, dials) })
+	ns := createNamespace(t, client(t), "named")
+	d := dyn(t)
+	k1 := must[*unstructured.Unstructured](t)(d.Resource(dials).Namespace(ns).Create(ctx, customResource(group+"/v1", "Dial", ns, "d1", map[string]any{"turns": int64(1)}), metav1.CreateOptions{}))
+
+	s := startStream(t, app.Config{Selection: selection(t, "dials."+group), Namespace: ns})
+	s.rec.waitFor(t, "initial round end", func(ev *kubestreamv1.Event) bool {
+		return ev.GetOperation() == kubestreamv1.Operation_OPERATION_REPLAY_END
+	})
+	crd := must[*unstructured.Unstructured](t)(d.Resource(crdGVR).Get(ctx, "dials."+group, metav1.GetOptions{}))
+	sch := map[string]any{"openAPIV3Schema": map[string]any{"type": "object", "x-kubernetes-preserve-unknown-fields": true}}
+	crd.Object["spec"].(map[string]any)["versions"] = []any{
+		map[string]any{"name": "v1", "served": false, "storage": false, "schema": sch},
+		map[string]any{"name": "v2", "served": true, "storage": true, "schema": sch},
+	}
+	must[*unstructured.Unstructured](t)(d.Resource(crdGVR).Update(ctx, crd, metav1.UpdateOptions{}))
+	v2 := schema2GVR(dials, "v2")
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if _, err := d.Resource(v2).Namespace(ns).Get(ctx, "d1", metav1.GetOptions{}); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("dials not served at v2 after 30s: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	k1 = must[*unstructured.Unstructured](t)(d.Resource(v2).Namespace(ns).Patch(ctx, "d1", types.MergePatchType, []byte(`{"spec":{"turns":2}}`), metav1.PatchOptions{}))
+	deadline := time.Now().Add(20 * time.Second)
+	var runErr error
+	arrived := false
+	for !arrived && runErr == nil && time.Now().Before(deadline) {
+		select {
+		case runErr = <-s.done:
+			s.done <- runErr
+		case <-time.After(100 * time.Millisecond):
+		}
+		arrived = slices.ContainsFunc(s.rec.snapshot(), func(ev *kubestreamv1.Event) bool {
+			return ev.GetObject().GetUid() == string(k1.GetUID()) && ev.GetObject().GetResourceVersion() == k1.GetResourceVersion()
+		})
+	}
+	t.Logf("stream (run error %v):\n%s", runErr, describe(s.rec.snapshot()))
+	if !arrived && runErr == nil {
+		t.Errorf("BUG: 20s after %s moved to v2, d1's change (rv %s) has not arrived and kubestream still runs: a kind named in --kinds "+
+			"goes silent when its version stops being served (the informer keeps listing v1; nothing re-resolves named kinds without a pattern)",
+			"dials."+group, k1.GetResourceVersion())
+	}
+}
