@@ -490,3 +490,170 @@ func installCRD(t *testing.T, ctx context.Context, dyn dynamic.Interface, group,
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestBinaryResumesCustomResourcesOnKafka: the built binary keeps its
+// positions in the compacted state topic; stopped, it misses a custom
+// resource deleted, one changed, and a whole definition deleted. The next
+// start sends exactly the difference, read back with kcat: DELETED and
+// UPDATED on the kind's topic inside a RESUME round, nothing for the
+// unchanged object, and DELETED for the vanished kind's object on its own
+// topic, with the headers every event of that kind carries.
+func TestBinaryResumesCustomResourcesOnKafka(t *testing.T) {
+	if _, err := exec.LookPath("kcat"); err != nil {
+		t.Fatalf("kcat is not installed (apt-get install kcat): %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	bin := testbin.BuildForTest(t)
+	const ns = "kafka-resume"
+	cp, _ := testbin.StartControlPlane(ctx, t, ns)
+	dyn := dynamic.NewForConfigOrDie(cp.RestConfig())
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kc.Close)
+	broker := kc.ListenAddrs()[0]
+
+	const group = "resume.example.com"
+	alphas := installCRD(t, ctx, dyn, group, "alphas", "Alpha")
+	betas := installCRD(t, ctx, dyn, group, "betas", "Beta")
+	mk := func(gvr schema.GroupVersionResource, kind, name string) *unstructured.Unstructured {
+		t.Helper()
+		u, err := dyn.Resource(gvr).Namespace(ns).Create(ctx, &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": group + "/v1", "kind": kind, "metadata": map[string]any{"name": name, "namespace": ns}, "spec": map[string]any{"n": int64(1)}}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	a1, a2, a3, b1 := mk(alphas, "Alpha", "a1"), mk(alphas, "Alpha", "a2"), mk(alphas, "Alpha", "a3"), mk(betas, "Beta", "b1")
+	const alphaTopic, betaTopic = "kubestream.alphas." + group, "kubestream.betas." + group
+	home := t.TempDir()
+	runOnce := func() (*exec.Cmd, <-chan error, *testbin.SyncBuffer) {
+		cmd := exec.Command(bin, "run", "--kubeconfig", cp.Kubeconfig, "--cluster-name", "resume",
+			"--kinds", "*.example.com", "--namespace", ns, "--resync", "0", "--listen-address", "",
+			"--sink", "kafka", "--kafka-brokers", broker, "--kafka-create-topics", "--kafka-topic-partitions", "1")
+		cmd.Env = append(os.Environ(), "HOME="+home)
+		stderr := &testbin.SyncBuffer{}
+		cmd.Stderr = stderr
+		return cmd, start(t, cmd), stderr
+	}
+	roundEnds := func(reason kubestreamv1.ReplayReason) func([]kcatRecord) bool {
+		return func(recs []kcatRecord) bool {
+			return slices.ContainsFunc(recs, func(r kcatRecord) bool {
+				return r.ev.GetOperation() == kubestreamv1.Operation_OPERATION_REPLAY_END && r.ev.GetReplay().GetReason() == reason
+			})
+		}
+	}
+
+	cmd, exited, stderr := runOnce()
+	kcatUntil(t, ctx, broker, alphaTopic, "the first run's initial round", stderr, roundEnds(kubestreamv1.ReplayReason_REPLAY_REASON_INITIAL))
+	kcatUntil(t, ctx, broker, betaTopic, "the first run's initial round", stderr, roundEnds(kubestreamv1.ReplayReason_REPLAY_REASON_INITIAL))
+	stop(ctx, t, cmd, exited, bytes.NewBufferString(stderr.String()))
+	firstAlpha, err := readTopicWithKcat(t, ctx, broker, alphaTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	firstBeta, err := readTopicWithKcat(t, ctx, broker, betaTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// While stopped.
+	if err := dyn.Resource(alphas).Namespace(ns).Delete(ctx, "a1", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	a2.Object["spec"] = map[string]any{"n": int64(2)}
+	if a2, err = dyn.Resource(alphas).Namespace(ns).Update(ctx, a2, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := dyn.Resource(crdGVR).Delete(ctx, "betas."+group, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, err := dyn.Resource(crdGVR).Get(ctx, "betas."+group, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("betas definition not gone: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	cmd, exited, stderr = runOnce()
+	alphaRecs := kcatUntil(t, ctx, broker, alphaTopic, "the resume round", stderr, roundEnds(kubestreamv1.ReplayReason_REPLAY_REASON_RESUME))
+	betaRecs := kcatUntil(t, ctx, broker, betaTopic, "b1's DELETED", stderr, opIs(kubestreamv1.Operation_OPERATION_DELETED, b1.GetUID()))
+	time.Sleep(time.Second)
+	stop(ctx, t, cmd, exited, bytes.NewBufferString(stderr.String()))
+	if alphaRecs, err = readTopicWithKcat(t, ctx, broker, alphaTopic); err != nil {
+		t.Fatal(err)
+	}
+	if betaRecs, err = readTopicWithKcat(t, ctx, broker, betaTopic); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("kcat -t %s:\n%s", alphaTopic, describeRecords(alphaRecs))
+	t.Logf("kcat -t %s:\n%s", betaTopic, describeRecords(betaRecs))
+
+	second := alphaRecs[len(firstAlpha):]
+	var ops []string
+	for _, r := range second {
+		op := strings.TrimPrefix(r.ev.GetOperation().String(), "OPERATION_")
+		if r.ev.GetReplay() == nil {
+			op += " " + r.ev.GetObject().GetName()
+		}
+		ops = append(ops, op)
+	}
+	if len(second) != 4 || second[0].ev.GetReplay().GetReason() != kubestreamv1.ReplayReason_REPLAY_REASON_RESUME ||
+		second[3].ev.GetOperation() != kubestreamv1.Operation_OPERATION_REPLAY_END ||
+		!slices.Contains(ops, "DELETED a1") || !slices.Contains(ops, "UPDATED a2") {
+		t.Errorf("second run on %s: %v, want a RESUME round holding DELETED a1 and UPDATED a2 only (nothing for a3)", alphaTopic, ops)
+	}
+	for _, r := range second {
+		if r.ev.GetObject().GetUid() == string(a3.GetUID()) {
+			t.Errorf("second run sent %s for a3, which did not change", recordLine(r))
+		}
+		if r.ev.GetObject().GetUid() == string(a2.GetUID()) && r.ev.GetObject().GetResourceVersion() != a2.GetResourceVersion() {
+			t.Errorf("a2's UPDATED at rv %s, the apiserver's is %s", r.ev.GetObject().GetResourceVersion(), a2.GetResourceVersion())
+		}
+	}
+	afterFirst := betaRecs[len(firstBeta):]
+	if len(afterFirst) != 1 || afterFirst[0].ev.GetOperation() != kubestreamv1.Operation_OPERATION_DELETED || afterFirst[0].ev.GetObject().GetUid() != string(b1.GetUID()) {
+		t.Errorf("second run on %s: %s, want exactly b1's DELETED", betaTopic, describeRecords(afterFirst))
+	} else {
+		r := afterFirst[0]
+		if !r.ev.GetChange().GetFinalStateUnknown() || r.key != "betas."+group+"/"+ns+"/b1" || r.headers["ks-kind"] != "betas."+group {
+			t.Errorf("b1's DELETED: %s key %s headers %v, want final_state_unknown, key betas.%s/%s/b1, ks-kind betas.%s", recordLine(r), r.key, r.headers, group, ns, group)
+		}
+		for _, h := range []string{"ks-group", "ks-version", "ks-object-kind"} {
+			if _, ok := r.headers[h]; !ok {
+				t.Errorf("BUG: b1's DELETED (its definition deleted while kubestream was stopped) lacks header %s, which b1's SNAPSHOT on the same topic carried (%v); headers %v: "+
+					"a consumer filtering on the kind's headers drops this delete (pkg/source deleteVanishedKinds sends ObjectRef without version and kind; pkg/event Headers then omits all three)",
+					h, firstBeta[1].headers[h], r.headers)
+			}
+		}
+	}
+
+	judge := contract.NewStreams()
+	for topic, recs := range map[string][]kcatRecord{alphaTopic: alphaRecs, betaTopic: betaRecs} {
+		for _, r := range recs {
+			if r.ev != nil {
+				judge.Apply(topic+"/0", r.ev)
+			}
+		}
+	}
+	held := map[string]string{}
+	for uid, o := range judge.Objects() {
+		held[uid] = o.Key
+	}
+	want := map[string]string{string(a2.GetUID()): "alphas." + group + "/" + ns + "/a2", string(a3.GetUID()): "alphas." + group + "/" + ns + "/a3"}
+	if !equalMaps(held, want) {
+		t.Errorf("the consumer holds %v, want the apiserver's objects %v", held, want)
+	}
+	for _, u := range []*unstructured.Unstructured{a1, b1} {
+		if !judge.Deleted(string(u.GetUID())) {
+			t.Errorf("the consumer saw no DELETED for %s", u.GetName())
+		}
+	}
+}
