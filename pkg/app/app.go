@@ -199,6 +199,9 @@ func Run(ctx context.Context, cfg Config, openSink SinkOpener) error {
 		return err
 	}
 	patterns := cfg.Selection != nil && cfg.Selection.HasPatterns()
+	if patterns && len(ks) == 0 {
+		logger.Info("No kind matches the --kinds patterns yet: watching for kinds to appear", "patterns", cfg.Selection.Patterns)
+	}
 	if patterns {
 		if ok, err := canDo(ctx, client, "watch", discover.Definitions.Group, discover.Definitions.Resource, ""); err == nil && !ok {
 			return BadInput(fmt.Errorf("--kinds patterns watch custom resource definitions to pick up new kinds: grant get, list and watch on customresourcedefinitions.apiextensions.k8s.io (kubestream rbac prints it), or name the kinds instead"))
@@ -307,7 +310,7 @@ func Run(ctx context.Context, cfg Config, openSink SinkOpener) error {
 			return 0
 		}))
 	var watcher *kindWatcher
-	if patterns {
+	if followsKinds(cfg.Selection, ks) {
 		watcher = newKindWatcher(*cfg.Selection, client, meta, restCfg.Host, cfg.Namespace, src, sink, reg)
 	}
 	unreadyAfter := cfg.UnreadyAfter
@@ -419,7 +422,7 @@ func Run(ctx context.Context, cfg Config, openSink SinkOpener) error {
 		}
 		src.Activate(gctx, act)
 		if watcher != nil {
-			if err := watcher.run(gctx, restCfg); err != nil {
+			if err := watcher.run(gctx, restCfg, 30*time.Second); err != nil {
 				return err
 			}
 		}

@@ -29,6 +29,16 @@ type StreamEnsurer interface {
 	EnsureStreams(ctx context.Context, streams []string) error
 }
 
+// followsKinds reports whether the watched kinds can change while running:
+// patterns, or custom resources (their definitions can change version or
+// go away).
+func followsKinds(sel *discover.Selection, ks []kinds.Kind) bool {
+	if sel == nil {
+		return false
+	}
+	return sel.HasPatterns() || slices.ContainsFunc(ks, func(k kinds.Kind) bool { return !k.Protobuf() })
+}
+
 // resolveKinds turns the selection into kinds with the cluster's discovery;
 // without a selection the configured kinds are used as they are.
 func resolveKinds(client kubernetes.Interface, cfg Config) ([]kinds.Kind, *discover.Index, error) {
@@ -85,9 +95,10 @@ func canDo(ctx context.Context, client kubernetes.Interface, verb, group, resour
 	return res.Status.Allowed, nil
 }
 
-// kindWatcher keeps the watched kinds in line with a selection's patterns
-// while running: kinds that appear are added with their own first round,
-// kinds the cluster stops serving are removed (their objects deleted).
+// kindWatcher keeps the watched kinds in line with the cluster while
+// running: kinds a pattern picks that appear are added with their own first
+// round, kinds served at another version are switched to it, kinds the
+// cluster stops serving are removed (their objects deleted).
 type kindWatcher struct {
 	sel       discover.Selection
 	client    kubernetes.Interface
@@ -117,16 +128,36 @@ func newKindWatcher(sel discover.Selection, client kubernetes.Interface, meta me
 	return w
 }
 
-// run watches custom resource definitions and reconciles on every change.
-func (w *kindWatcher) run(ctx context.Context, cfg *rest.Config) error {
-	if err := discover.WatchDefinitions(ctx, cfg, 5*time.Minute, time.Second, w.reconcile); err != nil {
-		return err
+// run follows the cluster's kinds: through a watch of custom resource
+// definitions where this identity may watch them (patterns require it),
+// else by re-reading discovery every pollEvery.
+func (w *kindWatcher) run(ctx context.Context, cfg *rest.Config, pollEvery time.Duration) error {
+	allowed, err := canDo(ctx, w.client, "watch", discover.Definitions.Group, discover.Definitions.Resource, "")
+	if err == nil && allowed {
+		if err := discover.WatchDefinitions(ctx, cfg, 5*time.Minute, time.Second, w.reconcile); err != nil {
+			return err
+		}
+	} else {
+		klog.FromContext(ctx).Info("Not allowed to watch custom resource definitions: re-reading discovery periodically instead", "every", pollEvery.String())
+		go func() {
+			t := time.NewTicker(pollEvery)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					w.reconcile(ctx)
+				}
+			}
+		}()
 	}
 	// Kinds that appeared between the start's discovery and the watch.
 	w.reconcile(ctx)
 	return nil
 }
 
+// reconcile compares the watched kinds with what discovery serves now.
 func (w *kindWatcher) reconcile(ctx context.Context) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -136,26 +167,34 @@ func (w *kindWatcher) reconcile(ctx context.Context) {
 		logger.Error(err, "Rediscovering kinds failed; trying again at the next change")
 		return
 	}
-	// Names that no longer resolve (a named definition deleted) are not
-	// errors here: the pattern part still counts.
-	desired, err := idx.Resolve(w.sel)
-	if err != nil {
-		sel := w.sel
-		sel.Names = nil
-		if desired, err = idx.Resolve(sel); err != nil {
-			desired = nil
-		}
+	// Names that no longer resolve (a named kind's definition deleted) are
+	// not errors while running: their objects are deleted below.
+	desired, missing := idx.ResolveAvailable(w.sel)
+	for _, err := range missing {
+		logger.V(1).Info("A named kind is not served now", "reason", err.Error())
 	}
-	current := w.src.Kinds()
-	for _, k := range current {
+	byResource := map[string]kinds.Kind{}
+	for _, k := range desired {
+		byResource[k.Resource] = k
+	}
+	for _, k := range w.src.Kinds() {
 		if _, failed := idx.FailedGroups()[k.GVK.Group]; failed || idx.Served(k) {
+			continue
+		}
+		// The same resource at another version: switch, deleting nothing
+		// that still exists.
+		if d, ok := byResource[k.Resource]; ok && d.GVK.Version != k.GVK.Version {
+			if err := w.src.SwitchVersion(ctx, d); err != nil {
+				w.failures.Inc()
+				logger.Error(err, "Switching a kind to its served version failed; trying again at the next change", "kind", k.Resource)
+			}
 			continue
 		}
 		if w.src.RemoveKind(ctx, k.Resource) {
 			w.removed.Inc()
 		}
 	}
-	current = w.src.Kinds()
+	current := w.src.Kinds()
 	var add []kinds.Kind
 	for _, k := range desired {
 		if slices.ContainsFunc(current, func(c kinds.Kind) bool { return c.Resource == k.Resource }) {

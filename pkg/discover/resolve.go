@@ -114,9 +114,9 @@ func NewIndex(groups []*metav1.APIGroup, lists []*metav1.APIResourceList) *Index
 }
 
 // Resolve returns the kinds the selection picks, in a stable order: named
-// kinds first as named, then pattern matches sorted by name. A name that is
-// unknown, or served without list and watch, fails with a one-line error
-// naming the closest matches.
+// kinds first as named, then pattern matches sorted by name (patterns may
+// match nothing). A name that is unknown, or served without list and watch,
+// fails with a one-line error naming the closest matches.
 func (idx *Index) Resolve(sel Selection) ([]kinds.Kind, error) {
 	var out []kinds.Kind
 	seen := map[string]bool{}
@@ -153,10 +153,30 @@ func (idx *Index) Resolve(sel Selection) ([]kinds.Kind, error) {
 	for _, r := range matched {
 		add(r)
 	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("the patterns %s match no listable kind on this cluster (see kubectl api-resources)", strings.Join(sel.Patterns, ","))
-	}
+	// Patterns may match nothing yet: kinds they pick may be installed
+	// later, and saved objects of kinds they covered must still be deleted.
 	return out, nil
+}
+
+// ResolveAvailable is Resolve for a running selection: names that do not
+// resolve now (a named kind's definition deleted) are left out and
+// reported, the rest is returned.
+func (idx *Index) ResolveAvailable(sel Selection) ([]kinds.Kind, []error) {
+	var missing []error
+	var names []string
+	for _, n := range sel.Names {
+		if _, err := idx.lookup(n); err != nil {
+			missing = append(missing, err)
+			continue
+		}
+		names = append(names, n)
+	}
+	sel.Names = names
+	ks, err := idx.Resolve(sel)
+	if err != nil {
+		missing = append(missing, err)
+	}
+	return ks, missing
 }
 
 // FailedGroups names the API groups discovery could not read.

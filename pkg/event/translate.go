@@ -82,10 +82,14 @@ func (t *Translator) Translate(c *change.Change) (*kubestreamv1.Event, error) {
 	if oc.Previous, prevCT, err = encodeState(c.Previous, prev, c.Kind, ct); err != nil {
 		return nil, err
 	}
-	if oc.Object != nil {
+	switch {
+	case oc.Object != nil:
 		oc.ContentType = objCT
-	} else if oc.Previous != nil {
+	case oc.Previous != nil:
 		oc.ContentType = prevCT
+	case !c.Kind.Protobuf():
+		// Known by identity only: say how the kind's states would be.
+		oc.ContentType = kubestreamv1.ContentType_CONTENT_TYPE_JSON
 	}
 	if oc.ContentType == kubestreamv1.ContentType_CONTENT_TYPE_PROTOBUF {
 		oc.TypeName = c.Kind.StateProtoType()

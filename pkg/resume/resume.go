@@ -31,6 +31,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
+	"github.com/kubestream/kubestream/pkg/kinds"
 	"github.com/kubestream/kubestream/pkg/contract"
 )
 
@@ -57,6 +58,10 @@ const FormatVersion = 1
 type Entry struct {
 	UID             string `json:"uid"`
 	ResourceVersion string `json:"rv"`
+	// Kind is "<version>/<Kind>" for kinds outside the typed registry
+	// (custom resources), so the delete of an object whose kind is gone by
+	// the next start still names its version and kind.
+	Kind string `json:"kind,omitempty"`
 }
 
 // record is an entry as stored: {"v":1,"uid":"...","rv":"..."}.
@@ -185,7 +190,7 @@ func (t *Tracker) Intend(ctx context.Context, events []*kubestreamv1.Event) erro
 		if puts == nil {
 			puts = map[string]Entry{}
 		}
-		puts[k] = Entry{UID: uid}
+		puts[k] = Entry{UID: uid, Kind: kindOf(ev)}
 	}
 	t.mu.Unlock()
 	if len(puts) == 0 {
@@ -206,6 +211,16 @@ func (t *Tracker) Intend(ctx context.Context, events []*kubestreamv1.Event) erro
 	return nil
 }
 
+// kindOf is an entry's Kind: set only for kinds the typed registry does
+// not know, which are the ones that can vanish with their definition.
+func kindOf(ev *kubestreamv1.Event) string {
+	o := ev.GetObject()
+	if _, typed := kinds.ByResource(o.GetResource()); typed || o.GetKind() == "" {
+		return ""
+	}
+	return o.GetVersion() + "/" + o.GetKind()
+}
+
 // Acknowledged records an acknowledged event. It is cheap: it runs on the
 // pipeline's workers.
 func (t *Tracker) Acknowledged(ev *kubestreamv1.Event) {
@@ -220,7 +235,7 @@ func (t *Tracker) Acknowledged(ev *kubestreamv1.Event) {
 		if _, gone := t.deletes[k]; gone {
 			return // a redelivered upsert after the uid's delete
 		}
-		t.puts[k] = Entry{UID: ev.GetObject().GetUid(), ResourceVersion: ev.GetObject().GetResourceVersion()}
+		t.puts[k] = Entry{UID: ev.GetObject().GetUid(), ResourceVersion: ev.GetObject().GetResourceVersion(), Kind: kindOf(ev)}
 	case kubestreamv1.Operation_OPERATION_DELETED:
 		delete(t.puts, k)
 		t.deletes[k] = struct{}{}

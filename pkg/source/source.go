@@ -126,7 +126,7 @@ func New(opts Options) (*Source, error) {
 	if opts.RestConfig == nil || opts.Queue == nil {
 		return nil, fmt.Errorf("source needs a rest config and a queue")
 	}
-	if len(opts.Kinds) == 0 {
+	if len(opts.Kinds) == 0 && opts.Covers == nil {
 		return nil, fmt.Errorf("source needs at least one kind")
 	}
 	if _, err := labels.Parse(opts.Selector); err != nil {
@@ -386,9 +386,12 @@ func (s *Source) deleteVanishedKinds(saved resume.Positions, watched []string, s
 			continue
 		}
 		group, plural := kinds.SplitName(res)
-		k := kinds.Kind{Resource: res, Plural: plural, GVK: schema.GroupVersionKind{Group: group}}
 		ns, name := splitStateKey(key)
 		for _, e := range entries {
+			// The entry names the kind's version and Kind (saved for kinds
+			// outside the typed registry).
+			version, kind, _ := strings.Cut(e.Kind, "/")
+			k := kinds.Kind{Resource: res, Plural: plural, GVK: schema.GroupVersionKind{Group: group, Version: version, Kind: kind}}
 			s.emit(&change.Change{Kind: k, Op: change.Deleted, Previous: change.NewRemembered(ns, name, e.UID, e.ResourceVersion), FinalStateUnknown: true, ObservedAt: now})
 			st.Deleted[res]++
 		}
@@ -458,6 +461,57 @@ func (s *Source) RemoveKind(ctx context.Context, resource string) bool {
 	w.removed, w.emitted = true, nil
 	klog.FromContext(ctx).Info("Stopped watching a kind the cluster no longer serves", "kind", resource, "deletedObjects", n)
 	return true
+}
+
+// SwitchVersion replaces a watched kind by the same resource at another
+// version (a custom resource definition that stopped serving the watched
+// one): the new version's informer syncs first, then the kind gets a round
+// of its own with every object as a SNAPSHOT in the new version, and a
+// DELETED only for objects the old version had and the new one has not. No
+// object is reported deleted because its version changed.
+func (s *Source) SwitchVersion(ctx context.Context, k kinds.Kind) error {
+	s.mu.RLock()
+	var old *watchedKind
+	for _, w := range s.watched {
+		if w.kind.Resource == k.Resource {
+			old = w
+		}
+	}
+	s.mu.RUnlock()
+	if old == nil {
+		return fmt.Errorf("switch %s to %s: not watched", k.Resource, k.GVK.Version)
+	}
+	nw, err := s.newWatched(k)
+	if err != nil {
+		return err
+	}
+	if _, err := s.startKinds(ctx, []*watchedKind{nw}); err != nil {
+		nw.stop()
+		return err
+	}
+	s.mu.Lock()
+	for i, w := range s.watched {
+		if w == old {
+			s.watched[i] = nw
+		}
+	}
+	s.mu.Unlock()
+	if old.stop != nil {
+		old.stop()
+	}
+	_ = old.informer.RemoveEventHandler(old.reg)
+	old.mu.Lock()
+	saved := make(resume.Positions, len(old.emitted))
+	for _, obj := range old.emitted {
+		key := stateKey(k.Resource, obj)
+		saved[key] = append(saved[key], resume.Entry{UID: string(obj.GetUID()), ResourceVersion: obj.GetResourceVersion()})
+	}
+	old.removed, old.emitted = true, nil
+	old.mu.Unlock()
+	st := s.activate(ctx, []*watchedKind{nw}, ActivateOptions{Saved: saved, Mode: SnapshotAlways}, false)
+	klog.FromContext(ctx).Info("Watching a kind at another version", "kind", k.Resource, "from", old.kind.GVK.Version, "to", k.GVK.Version,
+		"snapshots", st.Snapshots, "deleted", st.Deleted)
+	return nil
 }
 
 func kindNames(ws []*watchedKind) []string {
