@@ -31,8 +31,8 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
-	"github.com/kubestream/kubestream/pkg/kinds"
 	"github.com/kubestream/kubestream/pkg/contract"
+	"github.com/kubestream/kubestream/pkg/kinds"
 )
 
 // ErrNoStore is returned (wrapped) by a sink whose configuration has no
