@@ -259,6 +259,7 @@ func Run(ctx context.Context, cfg Config, openSink SinkOpener) error {
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 	})
 	reg.MustRegister(latency)
+	metrics := newStreamMetrics(reg)
 	// Sinks with counters of their own (oversized events, tombstones) export
 	// them by being collectors.
 	if c, ok := sink.(prometheus.Collector); ok {
@@ -279,6 +280,7 @@ func Run(ctx context.Context, cfg Config, openSink SinkOpener) error {
 	var firstRoundDelivered atomic.Bool
 	popts.OnAcknowledged = func(ev *kubestreamv1.Event, enqueued time.Time) {
 		latency.Observe(time.Since(enqueued).Seconds())
+		metrics.acknowledged(ev)
 		if tracker != nil {
 			tracker.Acknowledged(ev)
 		}
@@ -317,6 +319,14 @@ func Run(ctx context.Context, cfg Config, openSink SinkOpener) error {
 		unreadyAfter = time.Minute
 	}
 	var informersSynced atomic.Bool
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kubestream", Name: "informers_synced",
+		Help: "1 once every informer listed its kind (a standby can take over), else 0."},
+		func() float64 {
+			if informersSynced.Load() {
+				return 1
+			}
+			return 0
+		}))
 	ready := func() error {
 		if elector != nil && !elector.IsLeader() {
 			if !informersSynced.Load() {
@@ -419,7 +429,7 @@ func Run(ctx context.Context, cfg Config, openSink SinkOpener) error {
 				close(trackerDone)
 			}()
 		}
-		src.Activate(gctx, act)
+		metrics.activated(src.Activate(gctx, act))
 		src.RunReplays(gctx)
 		return nil
 	})
