@@ -138,7 +138,9 @@ func Preflight(ctx context.Context, client kubernetes.Interface, host string, ks
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if _, err := client.Discovery().ServerVersion(); err != nil {
-		return fmt.Errorf("cannot reach the Kubernetes API at %s: %w (check --kubeconfig and --context, and that the cluster is up)", host, err)
+		// Exit code 2 as for other start-up checks: the configuration points
+		// at a cluster that does not answer.
+		return BadInput(fmt.Errorf("cannot reach the Kubernetes API at %s: %w (check --kubeconfig and --context, and that the cluster is up)", host, err))
 	}
 	for _, k := range ks {
 		var err error
