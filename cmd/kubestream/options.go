@@ -134,7 +134,7 @@ func (o *runOptions) AddFlags(fs *pflag.FlagSet) {
 func (o *runOptions) Validate() []error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if _, err := kinds.Parse(o.Kinds); err != nil {
+	if _, err := parseKinds(o.Kinds); err != nil {
 		bad("--kinds: %v", err)
 	}
 	if _, err := parseContentType(o.ContentType); err != nil {
@@ -200,7 +200,7 @@ func (o *runOptions) election() leader.Options {
 // Complete turns options that passed Validate into app.Run's configuration
 // and the chosen sink's opener; stdout is where the stdout sink writes.
 func (o *runOptions) Complete(stdout io.Writer) (app.Config, app.SinkOpener, error) {
-	ks, err := kinds.Parse(o.Kinds)
+	ks, err := parseKinds(o.Kinds)
 	if err != nil {
 		return app.Config{}, nil, fmt.Errorf("--kinds: %w", err)
 	}
@@ -254,6 +254,24 @@ func (o *runOptions) Complete(stdout io.Writer) (app.Config, app.SinkOpener, err
 		return app.Config{}, nil, errors.New("--sink: " + o.Sink + " is unknown")
 	}
 	return cfg, open, nil
+}
+
+// parseKinds reads --kinds, also in kubectl's resource.group spelling
+// (deployments.apps) that the Helm chart derives its RBAC rules from.
+func parseKinds(list string) ([]kinds.Kind, error) {
+	names := strings.Split(list, ",")
+	for i, raw := range names {
+		resource, group, ok := strings.Cut(strings.TrimSpace(raw), ".")
+		if !ok {
+			continue
+		}
+		k, known := kinds.ByResource(strings.ToLower(resource))
+		if !known || k.GVK.Group != strings.ToLower(group) {
+			return nil, fmt.Errorf("unknown kind %q: choose from %s (deployments.apps is deployments)", raw, strings.Join(kinds.Names(kinds.All()), ", "))
+		}
+		names[i] = k.Resource
+	}
+	return kinds.Parse(strings.Join(names, ","))
 }
 
 func watchesNodes(ks []kinds.Kind) bool {

@@ -54,7 +54,7 @@ func (t TLS) Validate(bus string) []error {
 			continue
 		}
 		if _, err := os.Stat(f.path); err != nil {
-			errs = append(errs, fmt.Errorf("--%s-tls-%s: %w", bus, f.flag, errors.Unwrap(err)))
+			errs = append(errs, fmt.Errorf("--%s-tls-%s %s: %w", bus, f.flag, f.path, errors.Unwrap(err)))
 		}
 	}
 	return errs

@@ -121,7 +121,7 @@ func TestEveryProblemAtOnce(t *testing.T) {
 		{"kafka", []string{"--sink", "kafka", "--kafka-compression", "brotli", "--kafka-sasl-mechanism", "plain"},
 			[]string{"--kafka-brokers is required with --sink kafka", `compression`, "--kafka-sasl-mechanism plain needs --kafka-sasl-username", "--kafka-sasl-mechanism plain needs a password"}},
 		{"nats", []string{"--sink", "nats", "--nats-url", "http://nats:4222", "--nats-tls-cert-file", "/no/cert.pem"},
-			[]string{`--nats-url "http://nats:4222": scheme "http"`, "--nats-tls-cert-file and --nats-tls-key-file go together", "--nats-tls-cert-file: no such file"}},
+			[]string{`--nats-url "http://nats:4222": scheme "http"`, "--nats-tls-cert-file and --nats-tls-key-file go together", "--nats-tls-cert-file /no/cert.pem: no such file"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			args := append([]string{"run", "--kubeconfig", missing, "--listen-address", "127.0.0.1:0", "--kinds", "pods,widgets", "--resync", "-1s"}, tt.args...)

@@ -3,6 +3,7 @@ package helm
 import (
 	"bytes"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -98,7 +99,7 @@ func TestRender(t *testing.T) {
 			kinds:  []string{"ServiceMonitor", "PrometheusRule", "ConfigMap", "Role"},
 		},
 		"nats": {
-			args: []string{"--kinds=pods,deployments.apps,statefulsets.apps,certificates.cert-manager.io", "--sink=nats",
+			args: []string{"--kinds=pods,deployments.apps", "--sink=nats",
 				"--nats-url=tls://nats-0.nats:4222,tls://nats-1.nats:4222", "--nats-stream=CLUSTER_EVENTS", "--nats-stream-create",
 				"--nats-tls-ca-file=/var/run/secrets/kubestream/nats-tls/ca.crt",
 				"--nats-creds-file=/var/run/secrets/kubestream/nats-auth/kubestream.creds", "--workers=8", "--unready-after=2m"},
@@ -107,6 +108,12 @@ func TestRender(t *testing.T) {
 			goMemLimit: "819MiB", replicas: 2,
 			mounts:  map[string]string{"nats-tls": "nats-ca", "nats-auth": "nats-kubestream-user"},
 			noKinds: []string{"ServiceMonitor", "PrometheusRule"},
+		},
+		"crd-kinds": {
+			args:       []string{"--kinds=configmaps,pods,statefulsets.apps,deployments.apps,cronjobs.batch,certificates.cert-manager.io", "--sink=stdout"},
+			noArgs:     []string{"--leader-elect"},
+			goMemLimit: "460MiB", replicas: 1, mounts: map[string]string{},
+			noKinds: []string{"Role", "PodDisruptionBudget"},
 		},
 		"single": {
 			args:     []string{"--kinds=configmaps", "--namespace=team-a", "--selector=app in (web, api),tier!=test", "--sink=stdout"},
@@ -205,15 +212,39 @@ func underMount(c corev1.Container, path string) bool {
 // TestClusterRoleFromKinds checks the resource.group split: one rule per
 // group with exactly the listed resources, then rbac.extraRules.
 func TestClusterRoleFromKinds(t *testing.T) {
-	v := valueSets[2] // nats: core, apps twice, a CRD group, an extra rule
-	got := clusterRoleOf(t, objects(t, render(t, v))).Rules
 	read := []string{"get", "list", "watch"}
-	want := []rbacv1.PolicyRule{
-		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: read},
-		{APIGroups: []string{"apps"}, Resources: []string{"deployments", "statefulsets"}, Verbs: read},
-		{APIGroups: []string{"cert-manager.io"}, Resources: []string{"certificates"}, Verbs: read},
-		{APIGroups: []string{"batch"}, Resources: []string{"jobs"}, Verbs: read},
+	for _, c := range []struct {
+		set  valueSet
+		want []rbacv1.PolicyRule
+	}{
+		{valueSetNamed(t, "crd-kinds"), []rbacv1.PolicyRule{ // groups sorted, resources sorted within
+			{APIGroups: []string{""}, Resources: []string{"configmaps", "pods"}, Verbs: read},
+			{APIGroups: []string{"apps"}, Resources: []string{"deployments", "statefulsets"}, Verbs: read},
+			{APIGroups: []string{"batch"}, Resources: []string{"cronjobs"}, Verbs: read},
+			{APIGroups: []string{"cert-manager.io"}, Resources: []string{"certificates"}, Verbs: read},
+		}},
+		{valueSetNamed(t, "nats"), []rbacv1.PolicyRule{ // rbac.extraRules last
+			{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: read},
+			{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: read},
+			{APIGroups: []string{"batch"}, Resources: []string{"jobs"}, Verbs: read},
+		}},
+	} {
+		t.Run(c.set.name, func(t *testing.T) { checkRules(t, clusterRoleOf(t, objects(t, render(t, c.set))).Rules, c.want) })
 	}
+}
+
+func valueSetNamed(t *testing.T, name string) valueSet {
+	for _, v := range valueSets {
+		if v.name == name {
+			return v
+		}
+	}
+	t.Fatalf("no value set %s", name)
+	return valueSet{}
+}
+
+func checkRules(t *testing.T, got, want []rbacv1.PolicyRule) {
+	t.Helper()
 	if len(got) != len(want) {
 		t.Fatalf("rules %+v, want %+v", got, want)
 	}
@@ -260,7 +291,10 @@ func TestRefusesBadValues(t *testing.T) {
 }
 
 // TestRenderedArgsAreRunFlags: every flag the chart renders, in every value
-// set, is a flag of the binary's `kubestream run`.
+// set, is a flag of the binary's `kubestream run`, and the binary accepts
+// the rendered arguments: run with them and a kubeconfig that does not
+// exist, it passes flag validation and stops at the kubeconfig, or only
+// misses the secret files the pod would have mounted.
 func TestRenderedArgsAreRunFlags(t *testing.T) {
 	bin := testbin.BuildForTest(t)
 	var help bytes.Buffer
@@ -285,6 +319,23 @@ func TestRenderedArgsAreRunFlags(t *testing.T) {
 			name, _, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
 			if !strings.HasPrefix(a, "--") || !known[name] {
 				t.Errorf("%s: %q is not a flag of kubestream run", v.name, a)
+			}
+		}
+		if v.kindsBeyondBinary {
+			continue
+		}
+		missing := filepath.Join(t.TempDir(), "no-kubeconfig")
+		var out bytes.Buffer
+		cmd := exec.Command(bin, append(args, "--kubeconfig", missing)...)
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err := cmd.Run()
+		if code := cmd.ProcessState.ExitCode(); code != 2 {
+			t.Errorf("%s: kubestream %s exited %d (%v), want 2 at the missing kubeconfig:\n%s", v.name, strings.Join(args, " "), code, err, out.String())
+			continue
+		}
+		for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+			if !strings.Contains(line, missing) && !strings.Contains(line, "/var/run/secrets/kubestream/") {
+				t.Errorf("%s: the binary refuses the rendered arguments: %s", v.name, line)
 			}
 		}
 	}

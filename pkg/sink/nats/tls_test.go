@@ -163,7 +163,7 @@ func TestTLSFlags(t *testing.T) {
 func TestTLSValidateNamesFlags(t *testing.T) {
 	errs := config.TLS{CertFile: "/no/cert.pem"}.Validate("nats")
 	if len(errs) != 2 || errs[0].Error() != "--nats-tls-cert-file and --nats-tls-key-file go together: give both for mutual TLS, or neither" ||
-		errs[1].Error() != "--nats-tls-cert-file: no such file or directory" {
+		errs[1].Error() != "--nats-tls-cert-file /no/cert.pem: no such file or directory" {
 		t.Errorf("Validate() = %q", errs)
 	}
 }
