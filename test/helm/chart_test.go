@@ -2,8 +2,11 @@ package helm
 
 import (
 	"bytes"
+	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -14,6 +17,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/yaml"
 
 	"github.com/kubestream/kubestream/internal/testbin"
 )
@@ -336,6 +340,54 @@ func TestRenderedArgsAreRunFlags(t *testing.T) {
 		for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
 			if !strings.Contains(line, missing) && !strings.Contains(line, "/var/run/secrets/kubestream/") {
 				t.Errorf("%s: the binary refuses the rendered arguments: %s", v.name, line)
+			}
+		}
+	}
+}
+
+// TestPrometheusRuleIsTheAlertsFile: the rendered PrometheusRule holds the
+// rules of deploy/monitoring/alerts.yaml (the promtool-tested file)
+// unchanged but for prometheusRule.alertLabels, which never override a
+// rule's own labels.
+func TestPrometheusRuleIsTheAlertsFile(t *testing.T) {
+	v := valueSetNamed(t, "kafka")
+	v.set = append(v.set, "prometheusRule.alertLabels.severity=page")
+	pr := find(t, objects(t, render(t, v)), "PrometheusRule")
+	if pr == nil {
+		t.Fatal("no PrometheusRule rendered")
+	}
+	type ruleFile struct {
+		Groups []struct {
+			Name  string           `json:"name"`
+			Rules []map[string]any `json:"rules"`
+		} `json:"groups"`
+	}
+	var want ruleFile
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "monitoring", "alerts.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &want); err != nil {
+		t.Fatal(err)
+	}
+	specJSON, err := json.Marshal(pr.Object["spec"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got ruleFile
+	if err := json.Unmarshal(specJSON, &got); err != nil {
+		t.Fatal(err)
+	}
+	for gi, g := range want.Groups {
+		for ri, r := range g.Rules {
+			labels := r["labels"].(map[string]any)
+			labels["team"] = "platform" // from the value set; severity stays the rule's
+			r["labels"] = labels
+			if gi >= len(got.Groups) || ri >= len(got.Groups[gi].Rules) {
+				t.Fatalf("rule %s missing from the PrometheusRule", r["alert"])
+			}
+			if !reflect.DeepEqual(got.Groups[gi].Rules[ri], r) {
+				t.Errorf("rule %s rendered as\n%v\nwant\n%v", r["alert"], got.Groups[gi].Rules[ri], r)
 			}
 		}
 	}

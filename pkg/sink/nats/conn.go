@@ -60,7 +60,7 @@ func (o *ConnOptions) AddFlags(fs *pflag.FlagSet) {
 	o.TLS.AddFlags(fs, "nats", "NATS server")
 	// The spellings before TLS flags were the same for every bus.
 	for old, flag := range map[string]*string{"nats-tls-ca": &o.TLS.CAFile, "nats-tls-cert": &o.TLS.CertFile, "nats-tls-key": &o.TLS.KeyFile} {
-		fs.StringVar(flag, old, "", "")
+		fs.StringVar(flag, old, *flag, "")
 		_ = fs.MarkDeprecated(old, "use --"+old+"-file")
 	}
 	fs.IntVar(&o.ReconnectBuffer, "nats-reconnect-buffer", DefaultReconnectBuffer, "bytes of publishes kept while reconnecting; past it publishes fail and are retried")
