@@ -31,6 +31,14 @@ run: build ## run kubestream against the current kubeconfig's cluster, else a lo
 controlplane: ## build etcd, kube-apiserver and kubectl for tests into the cache (about 5 minutes the first time)
 	@hack/build-controlplane.sh >/dev/null
 
+.PHONY: helm
+helm: ## build helm (pinned in hack/tools/go.mod) into the cache, for the chart tests (about 2 minutes the first time)
+	@hack/build-helm.sh >/dev/null
+
+.PHONY: helm-lint
+helm-lint: helm ## lint and render the chart in deploy/helm/kubestream
+	$$(hack/build-helm.sh) lint --strict deploy/helm/kubestream --set 'sink.kafka.brokers={kafka:9092}'
+
 .PHONY: tools
 tools: $(BUF) $(BIN)/protoc-gen-go ## install pinned buf and protoc-gen-go into bin/
 
@@ -64,12 +72,12 @@ test-unit: ## package tests under pkg/ and cmd/ (a few start the control plane)
 	$(GO) test -race -count=1 ./pkg/... ./cmd/...
 
 .PHONY: test
-test: verify controlplane ## every test: static checks, unit, integration against a real apiserver, end to end
+test: verify controlplane helm ## every test: static checks, unit, integration against a real apiserver, end to end
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 .PHONY: e2e
-e2e: controlplane ## black-box tests of the built binary (stdout, Kafka, NATS, fault runs, deploy manifests)
-	$(GO) test -count=1 -timeout 15m ./test/e2e/... ./test/kafka/... ./test/nats/... ./test/faults/... ./test/deploy/...
+e2e: controlplane helm ## black-box tests of the built binary (stdout, Kafka, NATS, fault runs, deploy manifests, chart, metrics and alerts)
+	$(GO) test -count=1 -timeout 15m ./test/e2e/... ./test/kafka/... ./test/nats/... ./test/faults/... ./test/deploy/... ./test/helm/... ./test/monitoring/...
 
 .PHONY: property
 property: ## the consumer-contract property test with 1000 seeds (CI runs 25); PROPERTY_SEEDS=N to change

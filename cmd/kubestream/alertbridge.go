@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/spf13/pflag"
 	"k8s.io/klog/v2"
 
 	"github.com/kubestream/kubestream/pkg/alertbridge"
 	"github.com/kubestream/kubestream/pkg/config"
+	"github.com/kubestream/kubestream/pkg/server"
 )
 
 func init() {
@@ -53,6 +57,31 @@ func runAlertBridge(ctx context.Context, args []string, _, stderr io.Writer) int
 
 	logger := klog.Background()
 	ctx = klog.NewContext(ctx, logger)
+	// Listening first: a taken address fails before any connection.
+	reg := prometheus.NewRegistry()
+	var opened atomic.Bool
+	var srv *server.Server
+	if cfg.ListenAddress != "" {
+		srv, err = server.Listen(server.Options{Address: cfg.ListenAddress, Registry: reg, Ready: func() error {
+			if !opened.Load() {
+				return errors.New("connecting to the source")
+			}
+			return nil
+		}})
+		if err != nil {
+			fmt.Fprintf(stderr, "kubestream alert-bridge: %v\n", err)
+			return 2
+		}
+		serveCtx, stopServe := context.WithCancel(ctx)
+		serveDone := make(chan struct{})
+		go func() {
+			defer close(serveDone)
+			if err := srv.Serve(serveCtx); err != nil {
+				logger.Error(err, "Serving metrics and health failed")
+			}
+		}()
+		defer func() { stopServe(); <-serveDone }()
+	}
 	src, closeSource, err := cfg.OpenSource(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "kubestream alert-bridge: %v\n", err)
@@ -60,6 +89,8 @@ func runAlertBridge(ctx context.Context, args []string, _, stderr io.Writer) int
 	}
 	defer closeSource()
 	bridge := alertbridge.New(client, cfg.BridgeOptions())
+	reg.MustRegister(bridge.Metrics())
+	opened.Store(true)
 	resendDone := make(chan struct{})
 	go func() {
 		bridge.RunResend(ctx)

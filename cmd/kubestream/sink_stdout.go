@@ -2,20 +2,13 @@ package main
 
 import (
 	"context"
-	"os"
-
-	"github.com/spf13/pflag"
+	"io"
 
 	"github.com/kubestream/kubestream/pkg/app"
 	"github.com/kubestream/kubestream/pkg/sink/stdout"
 )
 
-func init() {
-	registerSink("stdout", sinkFactory{
-		summary:  "JSON lines on standard output",
-		addFlags: func(*pflag.FlagSet) {},
-		open: func(context.Context, []string) (app.Sink, error) {
-			return stdout.New(os.Stdout), nil
-		},
-	})
+// openStdout writes JSON lines to w.
+func openStdout(w io.Writer) app.SinkOpener {
+	return func(context.Context, []string) (app.Sink, error) { return stdout.New(w), nil }
 }

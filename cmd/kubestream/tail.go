@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	kafkago "github.com/segmentio/kafka-go"
 	"github.com/spf13/pflag"
 	"k8s.io/klog/v2"
 
@@ -38,15 +39,15 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		natsStream  = fs.String("nats-stream", embeddedStream, "JetStream stream to read; empty reads core NATS subjects (live only)")
 		natsPrefix  = fs.String("nats-subject-prefix", natssink.DefaultSubjectPrefix, "subject prefix the producer uses (core NATS)")
 		embDir      = fs.String("nats-embedded-dir", natsembed.DefaultDir(), "data directory of the embedded server of 'kubestream run', to find its URL when --nats-url is not given")
-		brokers     = fs.StringSlice("kafka-brokers", nil, "Kafka bootstrap brokers, comma-separated (host:9092)")
 		topicPrefix = fs.String("kafka-topic-prefix", "kubestream", "read every topic <prefix>.*")
 		topic       = fs.String("kafka-topic", "", "read this one topic instead")
 		conn        natssink.ConnOptions
 		kafkaTLS    kafkasink.TLSOptions
 		kafkaSASL   kafkasink.SASLOptions
+		brokers     = new([]string)
 	)
 	conn.AddFlags(fs)
-	kafkasink.AddSecurityFlags(fs, &kafkaTLS, &kafkaSASL)
+	kafkasink.AddConnFlags(fs, brokers, &kafkaTLS, &kafkaSASL)
 	addLogFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: kubestream tail [flags]\n\nPrints kubestream events from the bus. With no flags it reads the embedded NATS\nserver that 'kubestream run' starts by default.\n\nFlags:")
@@ -81,9 +82,16 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	var src tail.Source
 	kafkaSource := func() tail.Source {
-		dialer, err := kafkasink.NewDialer(10*time.Second, kafkaTLS, kafkaSASL)
-		if err != nil {
+		errs := kafkasink.ValidateConn(*brokers, kafkaTLS, kafkaSASL)
+		for _, err := range errs {
 			problems = append(problems, err.Error())
+		}
+		var dialer *kafkago.Dialer
+		if len(errs) == 0 {
+			var err error
+			if dialer, err = kafkasink.NewDialer(10*time.Second, kafkaTLS, kafkaSASL); err != nil {
+				problems = append(problems, err.Error())
+			}
 		}
 		return &tail.Kafka{Brokers: *brokers, Topic: *topic, TopicPrefix: *topicPrefix, FromStart: *fromStart, Dialer: dialer}
 	}

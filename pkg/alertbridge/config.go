@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -48,6 +49,8 @@ type Config struct {
 	Labels              map[string]string
 	GeneratorURL        string
 	MaxTrackedAlerts    int
+	// ListenAddress serves /metrics, /healthz and /readyz; empty disables.
+	ListenAddress string
 }
 
 // DefaultConfig returns the defaults the flags show.
@@ -64,8 +67,13 @@ func DefaultConfig() Config {
 		ResendInterval:      DefaultResendInterval,
 		AlertTTL:            DefaultAlertTTL,
 		MaxTrackedAlerts:    DefaultMaxTracked,
+		ListenAddress:       DefaultListenAddress,
 	}
 }
+
+// DefaultListenAddress is next to kubestream run's :8080, so both fit in
+// one pod.
+const DefaultListenAddress = ":8081"
 
 // AddFlags binds the flags to c; call it on DefaultConfig.
 func (c *Config) AddFlags(fs *pflag.FlagSet) {
@@ -76,11 +84,10 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.NATSDurable, "nats-durable", c.NATSDurable, "durable consumer name: remembers what was acknowledged across restarts; a new one starts with each node's last event")
 	fs.BoolVar(&c.NATSCore, "nats-core", c.NATSCore, "subscribe on core NATS instead of JetStream (for kubestream without --nats-stream): no acknowledgements, events sent while the bridge is down are lost to it")
 	fs.DurationVar(&c.NATSAckWait, "nats-ack-wait", c.NATSAckWait, "how long JetStream waits for an ack before redelivering; extended while Alertmanager is retried")
-	fs.StringSliceVar(&c.KafkaBrokers, "kafka-brokers", c.KafkaBrokers, "Kafka bootstrap brokers, host:port, comma-separated (required with --source kafka)")
 	fs.StringVar(&c.KafkaTopicPrefix, "kafka-topic-prefix", c.KafkaTopicPrefix, "topic prefix kubestream publishes with; events are read from <prefix>.imagestorage")
 	fs.StringVar(&c.KafkaTopic, "kafka-topic", c.KafkaTopic, "read this topic instead of <prefix>.imagestorage (when kubestream runs with --kafka-topic; other events in it are skipped)")
 	fs.StringVar(&c.KafkaGroup, "kafka-group", c.KafkaGroup, "consumer group: remembers committed offsets across restarts")
-	kafkasink.AddSecurityFlags(fs, &c.KafkaTLS, &c.KafkaSASL)
+	kafkasink.AddConnFlags(fs, &c.KafkaBrokers, &c.KafkaTLS, &c.KafkaSASL)
 	fs.StringVar(&c.KafkaStartOffset, "kafka-start-offset", c.KafkaStartOffset, "where a group without committed offsets starts: first (the retained history, on a compacted topic each node's last event) or last")
 	fs.StringSliceVar(&c.AlertmanagerURLs, "alertmanager-url", c.AlertmanagerURLs, "Alertmanager base URL, e.g. http://alertmanager:9093; repeat or comma-separate for every member of an HA cluster (required)")
 	fs.StringVar(&c.BearerToken, "alertmanager-bearer-token", c.BearerToken, "bearer token for Alertmanager (prefer --alertmanager-bearer-token-file or KUBESTREAM_ALERTMANAGER_BEARER_TOKEN)")
@@ -91,6 +98,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.StringToStringVar(&c.Labels, "alert-label", c.Labels, "extra label on every alert, name=value; repeatable (e.g. team=platform)")
 	fs.StringVar(&c.GeneratorURL, "generator-url", c.GeneratorURL, "generatorURL of every alert: a link to where to look (a dashboard)")
 	fs.IntVar(&c.MaxTrackedAlerts, "max-tracked-alerts", c.MaxTrackedAlerts, "most firing alerts kept for re-sending; past it, new alerts are sent but not re-sent")
+	fs.StringVar(&c.ListenAddress, "listen-address", c.ListenAddress, "address of /metrics, /healthz and /readyz; empty disables")
 }
 
 var labelName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
@@ -125,7 +133,7 @@ func (c *Config) Validate() []error {
 		if c.KafkaStartOffset != "first" && c.KafkaStartOffset != "last" {
 			errs = append(errs, fmt.Errorf("--kafka-start-offset %q is unknown: use first or last", c.KafkaStartOffset))
 		}
-		errs = append(errs, kafkasink.ValidateSecurity(c.KafkaTLS, c.KafkaSASL)...)
+		errs = append(errs, kafkasink.ValidateConn(c.KafkaBrokers, c.KafkaTLS, c.KafkaSASL)...)
 	default:
 		errs = append(errs, fmt.Errorf("--source %q is unknown: use nats or kafka", c.Source))
 	}
@@ -167,6 +175,11 @@ func (c *Config) Validate() []error {
 			errs = append(errs, fmt.Errorf("--alert-label %q: the bridge sets alertname, node, cluster and severity itself", k))
 		case c.Labels[k] == "":
 			errs = append(errs, fmt.Errorf("--alert-label %s has an empty value: Alertmanager drops empty labels, give a value", k))
+		}
+	}
+	if c.ListenAddress != "" {
+		if _, _, err := net.SplitHostPort(c.ListenAddress); err != nil {
+			errs = append(errs, fmt.Errorf("--listen-address %q is not host:port (for example :8081), or empty to disable", c.ListenAddress))
 		}
 	}
 	if c.MaxTrackedAlerts < 1 {

@@ -144,7 +144,9 @@ func Preflight(ctx context.Context, client kubernetes.Interface, meta metadata.I
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if _, err := client.Discovery().ServerVersion(); err != nil {
-		return fmt.Errorf("cannot reach the Kubernetes API at %s: %w (check --kubeconfig and --context, and that the cluster is up)", host, err)
+		// Exit code 2 as for other start-up checks: the configuration points
+		// at a cluster that does not answer.
+		return BadInput(fmt.Errorf("cannot reach the Kubernetes API at %s: %w (check --kubeconfig and --context, and that the cluster is up)", host, err))
 	}
 	for _, k := range ks {
 		if err := checkKind(ctx, meta, client, host, k, namespace); err != nil {
@@ -189,7 +191,9 @@ func Run(ctx context.Context, cfg Config, openSink SinkOpener) error {
 		return BadInput(fmt.Errorf("build Kubernetes metadata client: %w", err))
 	}
 	if _, err := client.Discovery().ServerVersion(); err != nil {
-		return fmt.Errorf("cannot reach the Kubernetes API at %s: %w (check --kubeconfig and --context, and that the cluster is up)", restCfg.Host, err)
+		// Exit code 2 as for other start-up checks: the configuration points
+		// at a cluster that does not answer.
+		return BadInput(fmt.Errorf("cannot reach the Kubernetes API at %s: %w (check --kubeconfig and --context, and that the cluster is up)", restCfg.Host, err))
 	}
 	ks, _, err := resolveKinds(client, cfg)
 	if err != nil {
@@ -252,6 +256,7 @@ func Run(ctx context.Context, cfg Config, openSink SinkOpener) error {
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 	})
 	reg.MustRegister(latency)
+	metrics := newStreamMetrics(reg)
 	// Sinks with counters of their own (oversized events, tombstones) export
 	// them by being collectors.
 	if c, ok := sink.(prometheus.Collector); ok {
@@ -272,6 +277,7 @@ func Run(ctx context.Context, cfg Config, openSink SinkOpener) error {
 	var firstRoundDelivered atomic.Bool
 	popts.OnAcknowledged = func(ev *kubestreamv1.Event, enqueued time.Time) {
 		latency.Observe(time.Since(enqueued).Seconds())
+		metrics.acknowledged(ev)
 		if tracker != nil {
 			tracker.Acknowledged(ev)
 		}
@@ -318,6 +324,14 @@ func Run(ctx context.Context, cfg Config, openSink SinkOpener) error {
 		unreadyAfter = time.Minute
 	}
 	var informersSynced atomic.Bool
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "kubestream", Name: "informers_synced",
+		Help: "1 once every informer listed its kind (a standby can take over), else 0."},
+		func() float64 {
+			if informersSynced.Load() {
+				return 1
+			}
+			return 0
+		}))
 	ready := func() error {
 		if elector != nil && !elector.IsLeader() {
 			if !informersSynced.Load() {
@@ -420,7 +434,7 @@ func Run(ctx context.Context, cfg Config, openSink SinkOpener) error {
 				close(trackerDone)
 			}()
 		}
-		src.Activate(gctx, act)
+		metrics.activated(src.Activate(gctx, act))
 		if watcher != nil {
 			if err := watcher.run(gctx, restCfg, 30*time.Second); err != nil {
 				return err

@@ -102,10 +102,54 @@ func TestUnreachableAPIServer(t *testing.T) {
 		}
 	})
 	res := run(t, 60*time.Second, "run", "--kubeconfig", kubeconfig, "--sink", "stdout", "--listen-address", "127.0.0.1:0", "--resync", "0")
-	if res.code == 0 {
-		t.Fatalf("exit code 0 with an unreachable apiserver; stderr:\n%s", res.stderr)
+	if res.code != 2 {
+		t.Fatalf("exit code %d with an unreachable apiserver, want 2 (a start-up check); stderr:\n%s", res.code, res.stderr)
 	}
 	assertOneErrorLine(t, res.stderr, addr, "--kubeconfig", "--context")
+}
+
+// TestEveryProblemAtOnce gives several mistakes, sink flags among them, and
+// a kubeconfig that does not exist: every mistake is reported, one line
+// each, with exit code 2, and nothing is said about the cluster because
+// nothing tried to reach it.
+func TestEveryProblemAtOnce(t *testing.T) {
+	missing := t.TempDir() + "/no-such-kubeconfig"
+	for _, tt := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"kafka", []string{"--sink", "kafka", "--kafka-compression", "brotli", "--kafka-sasl-mechanism", "plain"},
+			[]string{"--kafka-brokers is required with --sink kafka", `compression`, "--kafka-sasl-mechanism plain needs --kafka-sasl-username", "--kafka-sasl-mechanism plain needs a password"}},
+		{"nats", []string{"--sink", "nats", "--nats-url", "http://nats:4222", "--nats-tls-cert-file", "/no/cert.pem"},
+			[]string{`--nats-url "http://nats:4222": scheme "http"`, "--nats-tls-cert-file and --nats-tls-key-file go together", "--nats-tls-cert-file /no/cert.pem: no such file"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"run", "--kubeconfig", missing, "--listen-address", "127.0.0.1:0", "--kinds", "pods,widgets", "--resync", "-1s"}, tt.args...)
+			res := run(t, 30*time.Second, args...)
+			if res.code != 2 {
+				t.Fatalf("exit code = %d, want 2; stderr:\n%s", res.code, res.stderr)
+			}
+			want := append([]string{`unknown kind "widgets"`, "--resync -1s is negative"}, tt.want...)
+			ls := lines(res.stderr)
+			if len(ls) != len(want) {
+				t.Errorf("stderr has %d lines, want %d (one per problem):\n%s", len(ls), len(want), res.stderr)
+			}
+			for _, w := range want {
+				if !strings.Contains(res.stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, res.stderr)
+				}
+			}
+			for _, l := range ls {
+				if !strings.HasPrefix(l, "kubestream run: ") {
+					t.Errorf("line %q does not start with \"kubestream run: \"", l)
+				}
+			}
+			if strings.Contains(res.stderr, "kubeconfig") || strings.Contains(res.stderr, "cluster") {
+				t.Errorf("the cluster was looked at before the flags were all checked:\n%s", res.stderr)
+			}
+		})
+	}
 }
 
 // TestForbidden runs as a user without any RBAC grant (the admin impersonates

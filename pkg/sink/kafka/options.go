@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/kubestream/kubestream/pkg/config"
 	"github.com/kubestream/kubestream/pkg/kinds"
 )
 
@@ -97,20 +98,9 @@ type Options struct {
 	SASL SASLOptions
 }
 
-// TLSOptions configure TLS to the brokers. Any of them enables TLS.
-type TLSOptions struct {
-	Enable bool
-	// CAFile verifies the brokers' certificates (default: system roots).
-	CAFile string
-	// CertFile and KeyFile are the client certificate for mutual TLS.
-	CertFile, KeyFile  string
-	ServerName         string
-	InsecureSkipVerify bool
-}
-
-func (t TLSOptions) enabled() bool {
-	return t.Enable || t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != "" || t.InsecureSkipVerify
-}
+// TLSOptions configure TLS to the brokers, spelled as for every bus
+// (--kafka-tls-ca-file, ...). Any of them enables TLS.
+type TLSOptions = config.TLS
 
 // SASLOptions configure SASL authentication.
 type SASLOptions struct {
@@ -143,7 +133,6 @@ func NewOptions() Options {
 // values as defaults. Every flag can also be set as KUBESTREAM_<FLAG> or in
 // the config file (pkg/config).
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
-	fs.StringSliceVar(&o.Brokers, "kafka-brokers", o.Brokers, "Kafka bootstrap brokers, host:port, comma-separated (required with --sink kafka)")
 	fs.StringVar(&o.TopicPrefix, "kafka-topic-prefix", o.TopicPrefix, "prefix of the per-kind topics: <prefix>.pods, .nodes, .deployments, .configmaps, .imagestorage")
 	fs.StringVar(&o.Topic, "kafka-topic", o.Topic, "put every event into this one topic instead of one topic per kind")
 	fs.BoolVar(&o.CreateTopics, "kafka-create-topics", o.CreateTopics, "create missing topics at start with --kafka-topic-partitions, --kafka-topic-replication-factor and --kafka-topic-cleanup-policy (without it, missing topics are left to the broker's automatic topic creation)")
@@ -160,7 +149,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.WriteTimeout, "kafka-write-timeout", o.WriteTimeout, "time limit of one produce request")
 	fs.DurationVar(&o.DialTimeout, "kafka-dial-timeout", o.DialTimeout, "time limit to connect to a broker, TLS and SASL included; also the start-up check")
 	fs.StringVar(&o.ClientID, "kafka-client-id", o.ClientID, "client id sent to the brokers (quotas, logs)")
-	AddSecurityFlags(fs, &o.TLS, &o.SASL)
+	AddConnFlags(fs, &o.Brokers, &o.TLS, &o.SASL)
 }
 
 // StateTopicName is the topic of the resume state: StateTopic, else
@@ -184,11 +173,7 @@ func (o *Options) Validate() error {
 	if len(o.Brokers) == 0 {
 		bad("--kafka-brokers is required with --sink kafka: give the bootstrap brokers as host:port,host:port")
 	}
-	for _, b := range o.Brokers {
-		if _, port, err := net.SplitHostPort(strings.TrimSpace(b)); err != nil || port == "" {
-			bad("--kafka-brokers: %q is not host:port (for example kafka-0.kafka:9092)", b)
-		}
-	}
+	errs = append(errs, ValidateConn(o.Brokers, o.TLS, o.SASL)...)
 	if o.Topic != "" {
 		if err := validTopic(o.Topic); err != nil {
 			bad("--kafka-topic: %v", err)
@@ -244,18 +229,14 @@ func (o *Options) Validate() error {
 	if o.WriteTimeout <= 0 || o.DialTimeout <= 0 {
 		bad("--kafka-write-timeout and --kafka-dial-timeout must be positive")
 	}
-	errs = append(errs, ValidateSecurity(o.TLS, o.SASL)...)
 	return errors.Join(errs...)
 }
 
 // ValidateSecurity checks TLS and SASL settings with messages that name the
 // flags.
 func ValidateSecurity(t TLSOptions, s SASLOptions) []error {
-	var errs []error
+	errs := t.Validate("kafka")
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if (t.CertFile == "") != (t.KeyFile == "") {
-		bad("--kafka-tls-cert-file and --kafka-tls-key-file go together: give both for mutual TLS, or neither")
-	}
 	switch strings.ToLower(s.Mechanism) {
 	case "":
 		if s.Username != "" || s.Password != "" || s.PasswordFile != "" {
@@ -277,15 +258,29 @@ func ValidateSecurity(t TLSOptions, s SASLOptions) []error {
 	return errs
 }
 
-// AddSecurityFlags registers the --kafka-tls-* and --kafka-sasl-* flags: run,
-// tail and alert-bridge reach secured brokers the same way.
+// ValidateConn checks the connection flags every command shares: brokers
+// as host:port (whether they are required is the command's call), TLS and
+// SASL.
+func ValidateConn(brokers []string, t TLSOptions, s SASLOptions) []error {
+	var errs []error
+	for _, b := range brokers {
+		if _, port, err := net.SplitHostPort(strings.TrimSpace(b)); err != nil || port == "" {
+			errs = append(errs, fmt.Errorf("--kafka-brokers: %q is not host:port (for example kafka-0.kafka:9092)", b))
+		}
+	}
+	return append(errs, ValidateSecurity(t, s)...)
+}
+
+// AddConnFlags registers how to reach the brokers, the same for run, tail
+// and alert-bridge: --kafka-brokers, --kafka-tls-* and --kafka-sasl-*.
+func AddConnFlags(fs *pflag.FlagSet, brokers *[]string, t *TLSOptions, s *SASLOptions) {
+	fs.StringSliceVar(brokers, "kafka-brokers", *brokers, "Kafka bootstrap brokers, host:port, comma-separated")
+	AddSecurityFlags(fs, t, s)
+}
+
+// AddSecurityFlags registers the --kafka-tls-* and --kafka-sasl-* flags.
 func AddSecurityFlags(fs *pflag.FlagSet, t *TLSOptions, s *SASLOptions) {
-	fs.BoolVar(&t.Enable, "kafka-tls", t.Enable, "connect with TLS (implied by any other --kafka-tls-* flag)")
-	fs.StringVar(&t.CAFile, "kafka-tls-ca-file", t.CAFile, "PEM CA bundle that signs the brokers' certificates (default: system roots)")
-	fs.StringVar(&t.CertFile, "kafka-tls-cert-file", t.CertFile, "PEM client certificate for mutual TLS (with --kafka-tls-key-file)")
-	fs.StringVar(&t.KeyFile, "kafka-tls-key-file", t.KeyFile, "PEM private key of --kafka-tls-cert-file")
-	fs.StringVar(&t.ServerName, "kafka-tls-server-name", t.ServerName, "name to verify in the brokers' certificates (default: the broker host)")
-	fs.BoolVar(&t.InsecureSkipVerify, "kafka-tls-insecure-skip-verify", t.InsecureSkipVerify, "do not verify the brokers' certificates (testing only)")
+	t.AddFlags(fs, "kafka", "brokers")
 	fs.StringVar(&s.Mechanism, "kafka-sasl-mechanism", s.Mechanism, "SASL mechanism: plain, scram-sha-256 or scram-sha-512 (empty: no SASL)")
 	fs.StringVar(&s.Username, "kafka-sasl-username", s.Username, "SASL user name")
 	fs.StringVar(&s.Password, "kafka-sasl-password", s.Password, "SASL password; prefer KUBESTREAM_KAFKA_SASL_PASSWORD or --kafka-sasl-password-file over the command line")

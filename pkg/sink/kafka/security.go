@@ -1,11 +1,8 @@
 package kafka
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -16,37 +13,6 @@ import (
 
 	"github.com/kubestream/kubestream/pkg/config"
 )
-
-// tlsConfig builds the client TLS configuration, nil when TLS is off.
-func (t TLSOptions) tlsConfig() (*tls.Config, error) {
-	if !t.enabled() {
-		return nil, nil
-	}
-	cfg := &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		ServerName:         t.ServerName,
-		InsecureSkipVerify: t.InsecureSkipVerify, //nolint:gosec // opt-in, documented as testing only
-	}
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("read --kafka-tls-ca-file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--kafka-tls-ca-file %s holds no PEM certificate", t.CAFile)
-		}
-		cfg.RootCAs = pool
-	}
-	if t.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("load client certificate --kafka-tls-cert-file %s / --kafka-tls-key-file %s: %w", t.CertFile, t.KeyFile, err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	return cfg, nil
-}
 
 // mechanism builds the SASL mechanism, nil when SASL is off.
 func (s SASLOptions) mechanism() (sasl.Mechanism, error) {
@@ -102,7 +68,7 @@ func NewDialer(timeout time.Duration, t TLSOptions, s SASLOptions) (*kafkago.Dia
 	if errs := ValidateSecurity(t, s); len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	tlsCfg, err := t.tlsConfig()
+	tlsCfg, err := t.ClientConfig("kafka")
 	if err != nil {
 		return nil, err
 	}

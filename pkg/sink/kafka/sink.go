@@ -160,7 +160,7 @@ func Open(ctx context.Context, opts Options) (*Sink, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	tlsCfg, err := opts.TLS.tlsConfig()
+	tlsCfg, err := opts.TLS.ClientConfig("kafka")
 	if err != nil {
 		return nil, err
 	}

@@ -32,9 +32,9 @@ type ConnOptions struct {
 	NKeySeedFile           string
 	CredsFile              string
 
-	// TLS: a CA bundle to verify the server, and a client certificate and
-	// key for mutual TLS. Any of them turns TLS on.
-	TLSCA, TLSCert, TLSKey string
+	// TLS, spelled as for every bus (--nats-tls-ca-file, ...). Any of it
+	// turns TLS on, as does a tls:// URL.
+	TLS config.TLS
 
 	// ReconnectBuffer bounds the bytes nats.go keeps for publishes made while
 	// it reconnects; past it publishing fails and the pipeline retries.
@@ -57,9 +57,12 @@ func (o *ConnOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.PasswordFile, "nats-password-file", "", "file holding the NATS password")
 	fs.StringVar(&o.NKeySeedFile, "nats-nkey-seed-file", "", "file holding an NKey user seed (SU...)")
 	fs.StringVar(&o.CredsFile, "nats-creds-file", "", "NATS .creds file (user JWT and NKey seed)")
-	fs.StringVar(&o.TLSCA, "nats-tls-ca", "", "PEM CA bundle that signed the NATS server's certificate (turns TLS on)")
-	fs.StringVar(&o.TLSCert, "nats-tls-cert", "", "PEM client certificate for mutual TLS (with --nats-tls-key)")
-	fs.StringVar(&o.TLSKey, "nats-tls-key", "", "PEM client key for mutual TLS (with --nats-tls-cert)")
+	o.TLS.AddFlags(fs, "nats", "NATS server")
+	// The spellings before TLS flags were the same for every bus.
+	for old, flag := range map[string]*string{"nats-tls-ca": &o.TLS.CAFile, "nats-tls-cert": &o.TLS.CertFile, "nats-tls-key": &o.TLS.KeyFile} {
+		fs.StringVar(flag, old, *flag, "")
+		_ = fs.MarkDeprecated(old, "use --"+old+"-file")
+	}
 	fs.IntVar(&o.ReconnectBuffer, "nats-reconnect-buffer", DefaultReconnectBuffer, "bytes of publishes kept while reconnecting; past it publishes fail and are retried")
 	fs.DurationVar(&o.ConnectTimeout, "nats-connect-timeout", 10*time.Second, "how long the first connection may take")
 }
@@ -98,8 +101,7 @@ func (o *ConnOptions) Validate() []error {
 		errs = append(errs, errors.New("more than one NATS authentication method given: use one of --nats-token, --nats-user/--nats-password, --nats-nkey-seed-file, --nats-creds-file"))
 	}
 	for flag, path := range map[string]string{"--nats-token-file": o.TokenFile, "--nats-password-file": o.PasswordFile,
-		"--nats-nkey-seed-file": o.NKeySeedFile, "--nats-creds-file": o.CredsFile, "--nats-tls-ca": o.TLSCA,
-		"--nats-tls-cert": o.TLSCert, "--nats-tls-key": o.TLSKey} {
+		"--nats-nkey-seed-file": o.NKeySeedFile, "--nats-creds-file": o.CredsFile} {
 		if path == "" {
 			continue
 		}
@@ -107,9 +109,7 @@ func (o *ConnOptions) Validate() []error {
 			errs = append(errs, fmt.Errorf("%s: %w", flag, err))
 		}
 	}
-	if (o.TLSCert == "") != (o.TLSKey == "") {
-		errs = append(errs, errors.New("--nats-tls-cert and --nats-tls-key go together: give both or neither"))
-	}
+	errs = append(errs, o.TLS.Validate("nats")...)
 	if o.ReconnectBuffer < 0 {
 		errs = append(errs, fmt.Errorf("--nats-reconnect-buffer %d is negative: give a size in bytes (0 takes the 8 MiB default)", o.ReconnectBuffer))
 	}
@@ -161,11 +161,12 @@ func (o *ConnOptions) Connect(ctx context.Context) (*nats.Conn, error) {
 		return nil, err
 	}
 	opts = append(opts, auth...)
-	if o.TLSCA != "" {
-		opts = append(opts, nats.RootCAs(o.TLSCA))
+	tlsCfg, err := o.TLS.ClientConfig("nats")
+	if err != nil {
+		return nil, err
 	}
-	if o.TLSCert != "" {
-		opts = append(opts, nats.ClientCert(o.TLSCert, o.TLSKey))
+	if tlsCfg != nil {
+		opts = append(opts, nats.Secure(tlsCfg))
 	}
 	urls := strings.Join(o.URLs, ",")
 	if urls == "" {
