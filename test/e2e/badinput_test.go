@@ -125,12 +125,12 @@ func TestEveryProblemAtOnce(t *testing.T) {
 			[]string{`--nats-url "http://nats:4222": scheme "http"`, "--nats-tls-cert-file and --nats-tls-key-file go together", "--nats-tls-cert-file /no/cert.pem: no such file"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			args := append([]string{"run", "--kubeconfig", missing, "--listen-address", "127.0.0.1:0", "--kinds", "pods,widgets", "--resync", "-1s"}, tt.args...)
+			args := append([]string{"run", "--kubeconfig", missing, "--listen-address", "127.0.0.1:0", "--kinds", "pods,widgets/status", "--resync", "-1s"}, tt.args...)
 			res := run(t, 30*time.Second, args...)
 			if res.code != 2 {
 				t.Fatalf("exit code = %d, want 2; stderr:\n%s", res.code, res.stderr)
 			}
-			want := append([]string{`unknown kind "widgets"`, "--resync -1s is negative"}, tt.want...)
+			want := append([]string{`"widgets/status" is not a kind name or pattern`, "--resync -1s is negative"}, tt.want...)
 			ls := lines(res.stderr)
 			if len(ls) != len(want) {
 				t.Errorf("stderr has %d lines, want %d (one per problem):\n%s", len(ls), len(want), res.stderr)
