@@ -43,6 +43,12 @@ type Kafka struct {
 	// StopAtEnd ends Run once every partition was read up to the end it had
 	// when Run started. Not with GroupID.
 	StopAtEnd bool
+	// WaitForTopics keeps looking for the topics, every second, until they
+	// exist (a consumer started before kubestream first wrote); otherwise
+	// Run fails at once when they are missing. Topics are found once, at
+	// the start: a topic created later (a new custom resource's) is read
+	// after a restart.
+	WaitForTopics bool
 	// Dialer connects to the brokers (TLS, SASL); nil dials plain TCP.
 	Dialer *kafkago.Dialer
 }
@@ -69,17 +75,62 @@ func (k *Kafka) Run(ctx context.Context, apply func(Record) error) error {
 	if k.GroupID != "" && k.StopAtEnd {
 		return errors.New("reading to the end and a consumer group do not go together: the group decides which partitions this reader gets")
 	}
-	topics := k.Topics
-	if len(topics) == 0 {
-		var err error
-		if topics, err = k.Discover(ctx); err != nil {
-			return err
-		}
+	topics, err := k.topics(ctx)
+	if err != nil {
+		return err
 	}
 	if k.GroupID != "" {
 		return k.runGroup(ctx, topics, apply)
 	}
 	return k.runPartitions(ctx, topics, apply)
+}
+
+// topics returns Topics, or discovers them, waiting for them with
+// WaitForTopics.
+func (k *Kafka) topics(ctx context.Context) ([]string, error) {
+	logged := false
+	for {
+		topics, err := k.Topics, error(nil)
+		if len(topics) == 0 {
+			topics, err = k.Discover(ctx)
+		} else {
+			err = k.exist(ctx, topics)
+		}
+		if err == nil || !k.WaitForTopics || ctx.Err() != nil {
+			return topics, err
+		}
+		if !logged {
+			klog.FromContext(ctx).Info("Waiting for the topics to appear", "reason", err.Error())
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// exist checks that every topic has partitions.
+func (k *Kafka) exist(ctx context.Context, topics []string) error {
+	parts, err := k.readPartitions(ctx)
+	if err != nil {
+		return err
+	}
+	found := map[string]bool{}
+	for _, p := range parts {
+		found[p.Topic] = true
+	}
+	var missing []string
+	for _, t := range topics {
+		if !found[t] {
+			missing = append(missing, t)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("no Kafka topic %s on %s", strings.Join(missing, ", "), strings.Join(k.Brokers, ","))
+	}
+	return nil
 }
 
 // Discover lists the event topics on the brokers: <TopicPrefix>.* except
@@ -143,10 +194,8 @@ func (k *Kafka) runPartitions(ctx context.Context, topics []string, apply func(R
 	if err != nil {
 		return err
 	}
-	found := map[string]bool{}
 	var todo []partition
 	for _, p := range parts {
-		found[p.Topic] = true
 		pt := partition{topic: p.Topic, id: p.ID, end: -1}
 		if k.StopAtEnd {
 			first, last, err := k.offsets(ctx, p.Topic, p.ID)
@@ -159,11 +208,6 @@ func (k *Kafka) runPartitions(ctx context.Context, topics []string, apply func(R
 			pt.end = last
 		}
 		todo = append(todo, pt)
-	}
-	for _, t := range topics {
-		if !found[t] {
-			return fmt.Errorf("no Kafka topic %s on %s", t, strings.Join(k.Brokers, ","))
-		}
 	}
 	if len(todo) == 0 {
 		return nil
