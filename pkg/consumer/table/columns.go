@@ -121,8 +121,12 @@ func nodeRow(o *consumer.Object, now time.Time) ([]string, []string) {
 		return "<none>"
 	}
 	info := node.Status.NodeInfo
+	kernel := orUnknown(info.KernelVersion)
+	if info.KernelVersion != "" && info.Architecture != "" {
+		kernel += " (" + info.Architecture + ")" // as kubectl 1.36 prints it
+	}
 	return []string{node.Name, status, orNone(strings.Join(roles, ",")), age(node.CreationTimestamp, now), info.KubeletVersion},
-		[]string{addr(corev1.NodeInternalIP), addr(corev1.NodeExternalIP), orUnknown(info.OSImage), orUnknown(info.KernelVersion), orUnknown(info.ContainerRuntimeVersion)}
+		[]string{addr(corev1.NodeInternalIP), addr(corev1.NodeExternalIP), orUnknown(info.OSImage), kernel, orUnknown(info.ContainerRuntimeVersion)}
 }
 
 func orUnknown(s string) string {

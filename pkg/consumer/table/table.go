@@ -71,7 +71,7 @@ func Print(w io.Writer, objs []*consumer.Object, opts Options) error {
 		return nil
 	}
 	cols := columnsFor(objs[0].Resource)
-	tw := tabwriter.NewWriter(w, 10, 4, 3, ' ', 0) // kubectl's table writer settings
+	tw := tabwriter.NewWriter(w, 6, 4, 3, ' ', 0) // kubectl's table writer settings
 	var header []string
 	if opts.WithCluster {
 		header = append(header, "CLUSTER")
