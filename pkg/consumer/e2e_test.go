@@ -169,7 +169,9 @@ func TestKafkaGroupCommitsOnlyWhatWasHandled(t *testing.T) {
 	probe := consumer.NewStore(consumer.Options{})
 	pdone := make(chan error, 1)
 	pctx, stopProbe := context.WithCancel(ctx)
-	go func() { pdone <- consumer.Run(pctx, &consumer.Kafka{Brokers: kc.ListenAddrs(), FromStart: true, WaitForTopics: true}, probe) }()
+	go func() {
+		pdone <- consumer.Run(pctx, &consumer.Kafka{Brokers: kc.ListenAddrs(), FromStart: true, WaitForTopics: true}, probe)
+	}()
 	waitSynced(ctx, t, probe, pdone, p)
 	stopProbe()
 	<-pdone
