@@ -64,19 +64,25 @@ func (j *JetStream) Run(ctx context.Context, apply func(Record) error) error {
 	if err != nil {
 		return fmt.Errorf("look up JetStream stream %s: %w", name, err)
 	}
+	// The backlog: what the stream held at the start.
 	var lastSeq uint64
-	if j.StopAtEnd {
-		if !j.FromStart {
-			return nil
-		}
+	if j.FromStart {
 		info, err := stream.Info(ctx)
 		if err != nil {
 			return fmt.Errorf("JetStream stream %s info: %w", name, err)
 		}
-		if info.State.Msgs == 0 {
-			return nil
-		}
 		lastSeq = info.State.LastSeq
+		if info.State.Msgs == 0 {
+			lastSeq = 0
+		}
+	}
+	if lastSeq > 0 {
+		if err := apply(Record{Stream: name, Progress: Backlog}); err != nil {
+			return err
+		}
+	}
+	if j.StopAtEnd && lastSeq == 0 {
+		return nil
 	}
 	policy := jetstream.DeliverNewPolicy
 	if j.FromStart {
@@ -107,6 +113,7 @@ func (j *JetStream) Run(ctx context.Context, apply func(Record) error) error {
 	defer it.Stop()
 	logger := klog.FromContext(ctx)
 	var applied uint64 // stream sequence of the last message applied
+	caughtUp := lastSeq == 0
 	for {
 		m, err := it.Next()
 		if err != nil {
@@ -135,8 +142,14 @@ func (j *JetStream) Run(ctx context.Context, apply func(Record) error) error {
 				return fmt.Errorf("ack %s:%d: %w", name, seq, err)
 			}
 		}
-		if j.StopAtEnd && (seq >= lastSeq || meta.NumPending == 0) {
-			return nil
+		if !caughtUp && (seq >= lastSeq || meta.NumPending == 0) {
+			caughtUp = true
+			if err := apply(Record{Stream: name, Progress: CaughtUp}); err != nil {
+				return err
+			}
+			if j.StopAtEnd {
+				return nil
+			}
 		}
 	}
 }

@@ -181,13 +181,16 @@ func (k *Kafka) readPartitions(ctx context.Context, topics ...string) ([]kafkago
 	return nil, fmt.Errorf("read Kafka metadata from %s: %w", strings.Join(k.Brokers, ","), lastErr)
 }
 
-// partition is one partition to read, with the offset where Run stops when
-// StopAtEnd (-1: no end).
+// partition is one partition to read: its backlog ends at end (the offset
+// the next record gets when Run started; -1 when reading from the end).
 type partition struct {
 	topic string
 	id    int
+	first int64
 	end   int64
 }
+
+func (p partition) stream() string { return fmt.Sprintf("%s/%d", p.topic, p.id) }
 
 func (k *Kafka) runPartitions(ctx context.Context, topics []string, apply func(Record) error) error {
 	parts, err := k.readPartitions(ctx, topics...)
@@ -197,15 +200,19 @@ func (k *Kafka) runPartitions(ctx context.Context, topics []string, apply func(R
 	var todo []partition
 	for _, p := range parts {
 		pt := partition{topic: p.Topic, id: p.ID, end: -1}
-		if k.StopAtEnd {
-			first, last, err := k.offsets(ctx, p.Topic, p.ID)
-			if err != nil {
+		if k.FromStart {
+			if pt.first, pt.end, err = k.offsets(ctx, p.Topic, p.ID); err != nil {
 				return err
 			}
-			if first >= last || !k.FromStart {
-				continue // nothing to read up to the end
+			if err := apply(Record{Stream: pt.stream(), Progress: Backlog}); err != nil {
+				return err
 			}
-			pt.end = last
+		}
+		if k.StopAtEnd && pt.first >= pt.end {
+			if err := apply(Record{Stream: pt.stream(), Progress: CaughtUp}); err != nil {
+				return err
+			}
+			continue // nothing to read up to the end
 		}
 		todo = append(todo, pt)
 	}
@@ -278,6 +285,18 @@ func (k *Kafka) offsets(ctx context.Context, topic string, id int) (first, last 
 
 func (k *Kafka) readPartition(ctx context.Context, p partition, out chan<- Record) error {
 	logger := klog.FromContext(ctx)
+	send := func(r Record) bool {
+		select {
+		case out <- r:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	streamName := p.stream()
+	if p.end >= 0 && p.first >= p.end && !send(Record{Stream: streamName, Progress: CaughtUp}) {
+		return nil
+	}
 	r := kafkago.NewReader(kafkago.ReaderConfig{
 		Brokers: k.Brokers, Topic: p.topic, Partition: p.id, Dialer: k.dialer(),
 		MinBytes: 1, MaxBytes: 16 << 20,
@@ -291,9 +310,9 @@ func (k *Kafka) readPartition(ctx context.Context, p partition, out chan<- Recor
 		start = kafkago.FirstOffset
 	}
 	if err := r.SetOffset(start); err != nil {
-		return fmt.Errorf("read %s/%d: %w", p.topic, p.id, err)
+		return fmt.Errorf("read %s: %w", streamName, err)
 	}
-	streamName := fmt.Sprintf("%s/%d", p.topic, p.id)
+	caughtUp := p.end < 0 || p.first >= p.end
 	for {
 		m, err := r.ReadMessage(ctx)
 		if err != nil {
@@ -302,15 +321,14 @@ func (k *Kafka) readPartition(ctx context.Context, p partition, out chan<- Recor
 			}
 			return fmt.Errorf("read %s: %w", streamName, err)
 		}
-		if rec, ok := record(logger, streamName, m); ok {
-			select {
-			case out <- rec:
-			case <-ctx.Done():
+		if rec, ok := record(logger, streamName, m); ok && !send(rec) {
+			return nil
+		}
+		if !caughtUp && m.Offset+1 >= p.end {
+			caughtUp = true
+			if !send(Record{Stream: streamName, Progress: CaughtUp}) || k.StopAtEnd {
 				return nil
 			}
-		}
-		if p.end >= 0 && m.Offset+1 >= p.end {
-			return nil
 		}
 	}
 }

@@ -48,6 +48,9 @@ type Store struct {
 	handlers []Handler
 	stats    Stats
 	synced   chan struct{} // closed the first time HasSynced is true
+	// backlog says, per stream a reader announced, whether its backlog
+	// was read (see Expect).
+	backlog map[string]bool
 }
 
 // streamID names one ordered stream of one cluster: the contract's rounds
@@ -77,7 +80,7 @@ func NewStore(opts Options) *Store {
 	if opts.DedupeWindow <= 0 {
 		opts.DedupeWindow = DefaultDedupeWindow
 	}
-	return &Store{opts: opts, streams: map[streamID]*stream{}, clusters: map[string]*cluster{}, synced: make(chan struct{})}
+	return &Store{opts: opts, streams: map[streamID]*stream{}, clusters: map[string]*cluster{}, synced: make(chan struct{}), backlog: map[string]bool{}}
 }
 
 // AddHandler adds h; it sees changes applied from now on. Add handlers
@@ -86,6 +89,37 @@ func (s *Store) AddHandler(h Handler) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.handlers = append(s.handlers, h)
+}
+
+// Expect tells the store that a reader will deliver the backlog of the
+// named stream (a Kafka partition's records up to its end at start): the
+// store is not synced before CaughtUp(stream). Readers of this package call
+// it through Run; without it, a stream whose first record has not arrived
+// yet cannot hold back HasSynced.
+func (s *Store) Expect(streamName string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.backlog[streamName]; !ok {
+		s.backlog[streamName] = false
+	}
+}
+
+// CaughtUp tells the store that the named stream's backlog was delivered.
+func (s *Store) CaughtUp(streamName string) {
+	s.mu.Lock()
+	s.backlog[streamName] = true
+	s.closeSyncedLocked()
+	s.mu.Unlock()
+}
+
+func (s *Store) closeSyncedLocked() {
+	if s.hasSyncedLocked() {
+		select {
+		case <-s.synced:
+		default:
+			close(s.synced)
+		}
+	}
 }
 
 // notification is one handler call, made after the store's lock is released.
@@ -159,13 +193,7 @@ func (s *Store) Apply(streamName string, ev *kubestreamv1.Event) bool {
 		}
 	}
 	handlers := s.handlers
-	if s.hasSyncedLocked() {
-		select {
-		case <-s.synced:
-		default:
-			close(s.synced)
-		}
-	}
+	s.closeSyncedLocked()
 	s.mu.Unlock()
 
 	for _, n := range notes {
@@ -305,10 +333,12 @@ func (s *Store) Clusters() []string {
 	return out
 }
 
-// Synced reports whether every stream that carried events of the cluster
-// has applied a complete replay round: a REPLAY_END whose REPLAY_BEGIN this
-// store saw (an initial, periodic or resume round). The store then holds
-// the cluster's objects as of that round, and follows live changes since.
+// Synced reports whether the readers delivered the backlog of every stream
+// they announced (see Expect), and every stream that carried events of the
+// cluster has applied a complete replay round: a REPLAY_END whose
+// REPLAY_BEGIN this store saw (an initial, periodic or resume round). The
+// store then holds the cluster's objects as of that round, and follows
+// live changes since.
 func (s *Store) Synced(clusterName string) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -316,6 +346,11 @@ func (s *Store) Synced(clusterName string) bool {
 }
 
 func (s *Store) syncedLocked(clusterName string) bool {
+	for _, read := range s.backlog {
+		if !read {
+			return false
+		}
+	}
 	seen := false
 	for id, st := range s.streams {
 		if id.cluster != clusterName {

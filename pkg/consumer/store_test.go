@@ -210,3 +210,25 @@ func unstructuredInt(m map[string]any, path ...string) (int64, bool, error) {
 	}
 	return 0, false, nil
 }
+
+func TestStoreWaitsForAnnouncedBacklogs(t *testing.T) {
+	s := consumer.NewStore(consumer.Options{})
+	s.Expect("pods/0")
+	s.Expect("pods/1")
+	s.Apply("pods/0", marker("c", begin, "r", kubestreamv1.ReplayReason_REPLAY_REASON_INITIAL))
+	s.Apply("pods/0", marker("c", end, "r", kubestreamv1.ReplayReason_REPLAY_REASON_INITIAL))
+	s.CaughtUp("pods/0")
+	// pods/1 has delivered nothing yet: its copy of the round is still to come.
+	if s.HasSynced() {
+		t.Fatal("synced while partition pods/1's backlog is unread")
+	}
+	s.Apply("pods/1", marker("c", begin, "r", kubestreamv1.ReplayReason_REPLAY_REASON_INITIAL))
+	s.CaughtUp("pods/1") // a reader that skipped ahead without the end
+	if s.HasSynced() {
+		t.Fatal("synced while pods/1's round is open")
+	}
+	s.Apply("pods/1", marker("c", end, "r", kubestreamv1.ReplayReason_REPLAY_REASON_INITIAL))
+	if !s.HasSynced() {
+		t.Fatal("not synced after both partitions' rounds and backlogs")
+	}
+}
