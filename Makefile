@@ -27,8 +27,12 @@ build: ## build bin/kubestream (static)
 run: build ## run kubestream against the current kubeconfig's cluster, else a local control plane (built on first use)
 	hack/run.sh $(RUN_ARGS)
 
+.PHONY: test-deps
+test-deps: ## install the programs tests need beyond Go (kcat, protoc, nats-server, jq, Python packages): apt-get as root, else a list of what to install
+	@hack/install-test-deps.sh
+
 .PHONY: controlplane
-controlplane: ## build etcd, kube-apiserver and kubectl for tests into the cache (about 5 minutes the first time)
+controlplane: ## build etcd, kube-apiserver and kubectl for tests into the cache (about 8 minutes cold on 2 cores, once)
 	@hack/build-controlplane.sh >/dev/null
 
 .PHONY: tools
@@ -41,20 +45,21 @@ $(BIN)/protoc-gen-go:
 	GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 
 .PHONY: generate
-generate: tools ## regenerate Go code from proto/
+generate: tools ## regenerate Go code from proto/, and the Python example's classes (needs protoc)
 	$(BUF) generate
+	protoc --python_out=examples/python/gen -I proto proto/kubestream/v1/event.proto
 
 .PHONY: check-generated
 check-generated: generate ## fail when checked-in generated code is stale
-	@git diff --exit-code -- pkg/api || { echo "generated code is stale: run 'make generate' and commit the result"; exit 1; }
-	@test -z "$$(git status --porcelain -- pkg/api)" || { echo "generate produced new files: run 'make generate' and commit them"; exit 1; }
+	@git diff --exit-code -- pkg/api examples/python/gen || { echo "generated code is stale: run 'make generate' and commit the result"; exit 1; }
+	@test -z "$$(git status --porcelain -- pkg/api examples/python/gen)" || { echo "generate produced new files: run 'make generate' and commit them"; exit 1; }
 
 .PHONY: lint
 lint: tools ## gofmt, go vet, buf lint, buf breaking against main
 	@bad=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); test -z "$$bad" || { echo "gofmt needed: $$bad"; exit 1; }
 	$(GO) vet ./...
 	$(BUF) lint
-	@if git rev-parse --verify -q main >/dev/null; then $(BUF) breaking --against '.git#branch=main'; fi
+	@if git rev-parse --verify -q main >/dev/null; then $(BUF) breaking --against "$$(git rev-parse --git-common-dir)#branch=main"; fi
 
 .PHONY: verify
 verify: lint check-generated ## all static checks
@@ -64,12 +69,16 @@ test-unit: ## package tests under pkg/ and cmd/ (a few start the control plane)
 	$(GO) test -race -count=1 ./pkg/... ./cmd/...
 
 .PHONY: test
-test: verify controlplane ## every test: static checks, unit, integration against a real apiserver, end to end
+test: test-deps verify controlplane ## every test: static checks, unit, integration against a real apiserver, end to end
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 .PHONY: e2e
 e2e: controlplane ## black-box tests of the built binary (stdout, Kafka, NATS, fault runs, deploy manifests)
 	$(GO) test -count=1 -timeout 15m ./test/e2e/... ./test/kafka/... ./test/nats/... ./test/faults/... ./test/deploy/...
+
+.PHONY: examples
+examples: controlplane ## run the Go and Python consumer examples' tests against a real apiserver and a Kafka wire peer
+	$(GO) test -count=1 -timeout 10m ./examples/...
 
 .PHONY: property
 property: ## the consumer-contract property test with 1000 seeds (CI runs 25); PROPERTY_SEEDS=N to change
