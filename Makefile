@@ -24,8 +24,11 @@ build: ## build bin/kubestream (static)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/kubestream ./cmd/kubestream
 
 .PHONY: run
-run: build ## run kubestream against the current kubeconfig's cluster, else a local control plane (built on first use)
-	hack/run.sh $(RUN_ARGS)
+# On a terminal the script runs as its own foreground job (bash -m), so ^C
+# reaches it and its children but not make, which would otherwise report the
+# signal (exit 130) however cleanly kubestream stopped.
+run: build ## run kubestream against the current kubeconfig's cluster, else a local control plane (built on first use); ^C stops it cleanly, exit 0
+	@if [ -t 0 ]; then bash -mc 'hack/run.sh "$$@"; exit $$?' run.sh $(RUN_ARGS); else hack/run.sh $(RUN_ARGS); fi
 
 .PHONY: test-deps
 test-deps: ## install the programs tests need beyond Go (kcat, protoc, nats-server, jq, Python packages): apt-get as root, else a list of what to install
