@@ -45,7 +45,9 @@ step() {
     local n phase=compiling
     n=$(grep -c '^go: downloading' "$log" || true)
     [[ $(tail -n 1 "$log") == "go: downloading"* ]] && phase=downloading
-    log "  $label: $phase, $n modules downloaded, $(( SECONDS - began ))s of about $estimate"
+    local got=""
+    ((n == 0)) || got=", $n modules downloaded"
+    log "  $label: $phase$got, $(( SECONDS - began ))s of about $estimate"
   done
   if ! wait "$pid"; then
     log "  $label failed; the last lines of its output:"

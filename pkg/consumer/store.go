@@ -401,6 +401,21 @@ func (s *Store) Stats() Stats {
 	return s.stats
 }
 
+// Objects returns every object held of the cluster, by uid.
+func (s *Store) Objects(clusterName string) map[string]*Object {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	c := s.clusters[clusterName]
+	if c == nil {
+		return map[string]*Object{}
+	}
+	out := make(map[string]*Object, len(c.byUID))
+	for uid, e := range c.byUID {
+		out[uid] = e.obj
+	}
+	return out
+}
+
 // Deleted reports whether a stream of the cluster applied a DELETED for
 // uid, and Dropped returns the uids its replay rounds removed: the judge's
 // view of the contract (pkg/contract.State.Deleted, Dropped).
