@@ -377,8 +377,8 @@ type readEvent struct {
 // (or, from JetStream, to one stream: newNATSReader).
 type reader struct {
 	mu          sync.Mutex
-	log         []readEvent // every event applied, in the order read
-	store       *consumer.Store // the judge; kubestream runs as cluster judgedCluster
+	log         []readEvent            // every event applied, in the order read
+	store       *consumer.Store        // the judge; kubestream runs as cluster judgedCluster
 	history     map[string][]seenEvent // by uid
 	keys        map[string]string      // uid -> key
 	records     int
