@@ -10,6 +10,9 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 BUF_VERSION           := v1.75.0
 PROTOC_GEN_GO_VERSION := $(shell $(GO) list -m -f '{{.Version}}' google.golang.org/protobuf)
 BUF       := $(BIN)/buf
+# Where release images go (make image-push) and which binaries make dist builds.
+REGISTRY  ?= ghcr.io/kubestream
+PLATFORMS ?= linux/amd64 linux/arm64
 # Arguments passed to `kubestream run` by `make run`, e.g. make run RUN_ARGS="--kinds pods".
 RUN_ARGS  ?=
 
@@ -99,6 +102,18 @@ check-packaging: controlplane ## Dockerfile rules, the image's build command, co
 .PHONY: image
 image: ## build the container image (needs a Docker engine)
 	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$$(git rev-parse HEAD) --build-arg CREATED=$$(date -u +%FT%TZ) -t kubestream:$(VERSION) .
+
+.PHONY: dist
+dist: ## release binaries for $(PLATFORMS) and their SHA256SUMS into dist/, versioned by git describe
+	rm -rf dist && mkdir -p dist
+	for p in $(PLATFORMS); do os=$${p%/*}; arch=$${p#*/}; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/kubestream-$(VERSION)-$$os-$$arch ./cmd/kubestream || exit 1; \
+	done
+	cd dist && sha256sum kubestream-* > SHA256SUMS
+
+.PHONY: image-push
+image-push: ## build and push the multi-arch image $(REGISTRY)/kubestream:$(VERSION) (Docker with buildx, logged in to the registry)
+	docker buildx build --platform linux/amd64,linux/arm64 --build-arg VERSION=$(VERSION) --build-arg REVISION=$$(git rev-parse HEAD) --build-arg CREATED=$$(date -u +%FT%TZ) -t $(REGISTRY)/kubestream:$(VERSION) --push .
 
 .PHONY: bench
 bench: controlplane ## performance: the end-to-end load harness, restart and failover (about 12 min), Go benchmarks (figures in docs/)
