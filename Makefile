@@ -38,7 +38,7 @@ test-deps: ## install the programs tests need beyond Go (kcat, protoc, nats-serv
 	@hack/install-test-deps.sh
 
 .PHONY: controlplane
-controlplane: ## build etcd, kube-apiserver and kubectl for tests into the cache (about 8 minutes cold on 2 cores, once)
+controlplane: ## build etcd, kube-apiserver and kubectl for tests into the cache (cold: about 5 minutes of compiling on 2 idle cores plus downloads, once)
 	@hack/build-controlplane.sh >/dev/null
 
 .PHONY: tools

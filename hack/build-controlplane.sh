@@ -107,7 +107,7 @@ GO
 }
 
 log "building etcd ${ETCD_VERSION}, kube-apiserver and kubectl ${KUBE_VERSION} from the Go module proxy into $OUT"
-log "once per machine; cold on 2 cores about 8 minutes (1: etcd, 2: kube-apiserver and kubectl)"
+log "once per machine; cold on 2 idle cores about 5 minutes of compiling plus the downloads (1: etcd, 2: kube-apiserver and kubectl)"
 start=$(date +%s)
 if [[ ! -x "$OUT/etcd" ]]; then
   log "1/2 etcd ${ETCD_VERSION}"
