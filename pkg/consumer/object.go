@@ -8,6 +8,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -20,6 +21,9 @@ import (
 // the state was dropped to fit the broker (Event.change.truncated), or a
 // delete was published as its identity alone.
 var ErrNoState = errors.New("the event carries no object state (truncated to fit the broker)")
+
+// partialObjectMetadata is the type_name of metadata-only states.
+const partialObjectMetadata = "k8s.io.apimachinery.pkg.apis.meta.v1.PartialObjectMetadata"
 
 // Object is one Kubernetes object as the stream last described it. Objects
 // are never changed once a Store handed them out: an update makes a new
@@ -113,7 +117,9 @@ func (o *Object) State() (data []byte, contentType kubestreamv1.ContentType, typ
 
 // Decode returns the object as a typed value of client-go's scheme
 // (*corev1.Pod, *appsv1.Deployment, ...) when the scheme knows its kind,
-// else as *unstructured.Unstructured (custom resources). Decoded once and
+// as *unstructured.Unstructured for JSON of other kinds (custom
+// resources), and as *metav1.PartialObjectMetadata for metadata-only
+// states. Decoded once and
 // shared: do not modify the result, copy it (DeepCopyObject) first.
 func (o *Object) Decode() (runtime.Object, error) {
 	o.once.Do(func() { o.decoded, o.err = o.decode() })
@@ -141,6 +147,15 @@ func (o *Object) decode() (runtime.Object, error) {
 		typed.GetObjectKind().SetGroupVersionKind(gvk)
 		return typed, nil
 	case kubestreamv1.ContentType_CONTENT_TYPE_PROTOBUF, kubestreamv1.ContentType_CONTENT_TYPE_UNSPECIFIED:
+		if o.typeName == partialObjectMetadata {
+			// A metadata-only kind: identity, labels and annotations, no spec.
+			meta := &metav1.PartialObjectMetadata{}
+			if err := meta.Unmarshal(o.state); err != nil {
+				return nil, fmt.Errorf("decode %s %s from protobuf %s: %w", o.Kind, o.Key(), o.typeName, err)
+			}
+			meta.SetGroupVersionKind(gvk)
+			return meta, nil
+		}
 		typed, err := scheme.Scheme.New(gvk)
 		if err != nil {
 			return nil, fmt.Errorf("decode %s %s: Kubernetes protobuf %s of a kind client-go's scheme does not know: run kubestream with --content-type json for it", o.Kind, o.Key(), o.typeName)

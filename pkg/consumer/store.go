@@ -251,9 +251,10 @@ func (c *cluster) unkey(key, uid string) {
 	}
 }
 
-// Get returns the object of a cluster under resource ("pods", or
-// "widgets.example.com" for a group's resource), namespace ("" for
-// cluster-scoped kinds) and name.
+// Get returns the object of a cluster under resource, namespace ("" for
+// cluster-scoped kinds) and name. resource is the name on the wire
+// (ObjectRef.resource: "pods", "certificates.cert-manager.io"), or the
+// plural alone, or plural.group for a typed kind ("deployments.apps").
 func (s *Store) Get(clusterName, resource, namespace, name string) (*Object, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -261,19 +262,32 @@ func (s *Store) Get(clusterName, resource, namespace, name string) (*Object, boo
 	if c == nil {
 		return nil, false
 	}
-	res, group := splitResource(resource)
-	uids := c.byKey[res+"/"+namespace+"/"+name]
-	for i := len(uids) - 1; i >= 0; i-- {
-		if o := c.byUID[uids[i]].obj; group == "" || o.Group == group {
-			return o, true
+	if uids := c.byKey[resource+"/"+namespace+"/"+name]; len(uids) > 0 {
+		return c.byUID[uids[len(uids)-1]].obj, true
+	}
+	var found *Object
+	for _, e := range c.byUID {
+		if o := e.obj; o.Namespace == namespace && o.Name == name && matchesResource(o, resource) {
+			found = o // several only for a re-create whose delete is missing: any will do
 		}
 	}
-	return nil, false
+	return found, found != nil
 }
 
-// List returns the objects of resource in a cluster ("" for every
-// cluster) whose labels match selector (nil matches all), sorted by
-// cluster, namespace and name.
+// matchesResource reports whether o is of the resource a caller named: its
+// name on the wire, its plural alone, or plural.group.
+func matchesResource(o *Object, resource string) bool {
+	if o.Resource == resource {
+		return true
+	}
+	plural, _, _ := strings.Cut(o.Resource, ".")
+	want, group, hasGroup := strings.Cut(resource, ".")
+	return plural == want && (!hasGroup || o.Group == group)
+}
+
+// List returns the objects of resource (as Get names it) in a cluster (""
+// for every cluster) whose labels match selector (nil matches all),
+// sorted by cluster, namespace and name.
 func (s *Store) List(clusterName, resource string, selector labels.Selector) []*Object {
 	return s.ListInNamespace(clusterName, resource, "", selector)
 }
@@ -282,7 +296,6 @@ func (s *Store) List(clusterName, resource string, selector labels.Selector) []*
 func (s *Store) ListInNamespace(clusterName, resource, namespace string, selector labels.Selector) []*Object {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	res, group := splitResource(resource)
 	var out []*Object
 	for name, c := range s.clusters {
 		if clusterName != "" && name != clusterName {
@@ -290,7 +303,7 @@ func (s *Store) ListInNamespace(clusterName, resource, namespace string, selecto
 		}
 		for _, e := range c.byUID {
 			o := e.obj
-			if o.Resource != res || group != "" && o.Group != group || namespace != "" && o.Namespace != namespace {
+			if !matchesResource(o, resource) || namespace != "" && o.Namespace != namespace {
 				continue
 			}
 			if selector != nil && !selector.Matches(labels.Set(o.Labels)) {
@@ -313,12 +326,6 @@ func (s *Store) ListInNamespace(clusterName, resource, namespace string, selecto
 		return a.UID < b.UID
 	})
 	return out
-}
-
-// splitResource splits "deployments.apps" into resource and group.
-func splitResource(r string) (resource, group string) {
-	resource, group, _ = strings.Cut(r, ".")
-	return resource, group
 }
 
 // Clusters returns the names of the clusters the store has seen events of.

@@ -154,13 +154,15 @@ func TestStoreReCreateUnderTheSameName(t *testing.T) {
 func TestObjectDecodesJSONAndCustomResources(t *testing.T) {
 	cr := map[string]any{"apiVersion": "example.com/v1", "kind": "Widget", "metadata": map[string]any{"name": "w", "namespace": "ns"}, "spec": map[string]any{"size": 3}}
 	data, _ := json.Marshal(cr)
+	// Kinds other than the core group's and the typed ones are named
+	// <plural>.<group> on the wire.
 	ev := &kubestreamv1.Event{Id: "1", Cluster: "c", Operation: created,
-		Object:  &kubestreamv1.ObjectRef{Group: "example.com", Version: "v1", Kind: "Widget", Resource: "widgets", Namespace: "ns", Name: "w", Uid: "uw", ResourceVersion: "1"},
+		Object:  &kubestreamv1.ObjectRef{Group: "example.com", Version: "v1", Kind: "Widget", Resource: "widgets.example.com", Namespace: "ns", Name: "w", Uid: "uw", ResourceVersion: "1"},
 		Payload: &kubestreamv1.Event_Change{Change: &kubestreamv1.ObjectChange{ContentType: kubestreamv1.ContentType_CONTENT_TYPE_JSON, Object: data}}}
 	s := consumer.NewStore(consumer.Options{})
 	s.Apply("widgets", ev)
 	o, ok := s.Get("c", "widgets.example.com", "ns", "w")
-	if !ok {
+	if !ok || o.Key() != "widgets.example.com/ns/w" {
 		t.Fatal("custom resource not found by resource.group")
 	}
 	u, err := o.Unstructured()
@@ -172,6 +174,19 @@ func TestObjectDecodesJSONAndCustomResources(t *testing.T) {
 	}
 	if _, ok := s.Get("c", "widgets.other.io", "ns", "w"); ok {
 		t.Error("found under another group")
+	}
+	if o, ok := s.Get("c", "widgets", "ns", "w"); !ok || len(s.List("c", "widgets", nil)) != 1 || len(s.List("c", "widgets.example.com", nil)) != 1 {
+		t.Errorf("the plural alone: Get %v %v, List %d", o, ok, len(s.List("c", "widgets", nil)))
+	}
+	meta := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: "s", Namespace: "ns", Labels: map[string]string{"a": "b"}}}
+	metaBytes, _ := meta.Marshal()
+	s.Apply("secrets", &kubestreamv1.Event{Id: "4", Cluster: "c", Operation: created,
+		Object: &kubestreamv1.ObjectRef{Version: "v1", Kind: "Secret", Resource: "secrets", Namespace: "ns", Name: "s", Uid: "us"},
+		Payload: &kubestreamv1.Event_Change{Change: &kubestreamv1.ObjectChange{ContentType: kubestreamv1.ContentType_CONTENT_TYPE_PROTOBUF,
+			TypeName: "k8s.io.apimachinery.pkg.apis.meta.v1.PartialObjectMetadata", Object: metaBytes}}})
+	o, _ = s.Get("c", "secrets", "ns", "s")
+	if u, err := o.Unstructured(); err != nil || u.GetKind() != "Secret" || u.GetLabels()["a"] != "b" {
+		t.Errorf("metadata-only secret: %v, %v", u, err)
 	}
 	cm := &corev1.ConfigMap{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"}, ObjectMeta: metav1.ObjectMeta{Name: "c", Namespace: "ns"}, Data: map[string]string{"k": "v"}}
 	data, _ = json.Marshal(cm)
