@@ -140,7 +140,7 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	opts := table.Options{Format: format, WithNamespace: namespaced && *allNamespaces, WithCluster: *clusterName == "" && len(clusters) > 1, Now: time.Now()}
+	opts := table.Options{Format: format, WithNamespace: namespaced && *allNamespaces, WithCluster: *clusterName == "" && len(clusters) > 1, Now: time.Now(), Single: len(names) == 1}
 	if err := table.Print(stdout, objs, opts); err != nil {
 		fmt.Fprintf(stderr, "kubestream get: %v\n", err)
 		return 1

@@ -63,7 +63,7 @@ func TestGetMatchesKubectl(t *testing.T) {
 			}
 			want, _ := run(kubectl, append(args, "--kubeconfig", cp.Kubeconfig)...)
 			got, stderr := run(bin, append(args, "--kafka-brokers", brokers, "--cluster", "east")...)
-			t.Logf("kubestream %s:\n%s", strings.Join(args, " "), got)
+			t.Logf("kubestream %s:\n%s\nkubectl %s:\n%s", strings.Join(args, " "), got, strings.Join(args, " "), want)
 			if stderr != "" {
 				t.Errorf("kubestream %s wrote to stderr: %s", strings.Join(args, " "), stderr)
 			}
@@ -101,6 +101,12 @@ func TestGetMatchesKubectl(t *testing.T) {
 		if item.Metadata.UID != string(a.UID) || item.Metadata.ResourceVersion != a.ResourceVersion || len(item.Data) != len(a.Data) {
 			t.Errorf("-o json item %d: %+v, apiserver %s uid %s rv %s", i, item.Metadata, a.Name, a.UID, a.ResourceVersion)
 		}
+	}
+	// One name: the object itself, as kubectl prints it.
+	out, _ = run(bin, "get", "configmaps", "settings", "-n", ns, "-o", "json", "--kafka-brokers", brokers, "--cluster", "west")
+	var one struct{ Kind, APIVersion string }
+	if err := json.Unmarshal([]byte(out), &one); err != nil || one.Kind != "ConfigMap" || one.APIVersion != "v1" {
+		t.Errorf("get configmaps settings -o json: %+v (err %v)\n%s", one, err, out)
 	}
 	// Bad input: one line naming the problem.
 	cmd := exec.CommandContext(ctx, bin, "get", "pods", "--kafka-brokers", brokers, "--cluster", "north")

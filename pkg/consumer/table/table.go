@@ -49,13 +49,16 @@ type Options struct {
 	WithCluster bool
 	// Now is the time AGE is counted to; zero means time.Now().
 	Now time.Time
+	// Single prints the one object itself with -o json|yaml, not a List
+	// (kubectl get <resource> <name>).
+	Single bool
 }
 
 // Print writes objs (all of one resource) to w.
 func Print(w io.Writer, objs []*consumer.Object, opts Options) error {
 	switch opts.Format {
 	case JSON, YAML:
-		return printList(w, objs, opts.Format)
+		return printList(w, objs, opts.Format, opts.Single && len(objs) == 1)
 	case Name:
 		for _, o := range objs {
 			if _, err := fmt.Fprintf(w, "%s/%s\n", nameKind(o), o.Name); err != nil {
@@ -111,8 +114,9 @@ func nameKind(o *consumer.Object) string {
 	return k
 }
 
-// printList writes the objects as kubectl does with -o json|yaml: a v1 List.
-func printList(w io.Writer, objs []*consumer.Object, f Format) error {
+// printList writes the objects as kubectl does with -o json|yaml: a v1
+// List, or the object alone when single.
+func printList(w io.Writer, objs []*consumer.Object, f Format, single bool) error {
 	items := make([]any, 0, len(objs))
 	for _, o := range objs {
 		u, err := o.Unstructured()
@@ -121,7 +125,10 @@ func printList(w io.Writer, objs []*consumer.Object, f Format) error {
 		}
 		items = append(items, u.Object)
 	}
-	list := map[string]any{"apiVersion": "v1", "kind": "List", "items": items, "metadata": map[string]any{"resourceVersion": ""}}
+	var list any = map[string]any{"apiVersion": "v1", "kind": "List", "items": items, "metadata": map[string]any{"resourceVersion": ""}}
+	if single {
+		list = items[0]
+	}
 	if f == YAML {
 		b, err := yaml.Marshal(list)
 		if err != nil {
