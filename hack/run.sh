@@ -12,7 +12,7 @@
 #                         directory to start from an empty stream
 set -euo pipefail
 cd "$(dirname "$0")/.."
-KS=bin/kubestream
+KS=${KUBESTREAM_BIN:-bin/kubestream}
 KUBECTL_HINT="kubectl"
 local_cluster=false
 
