@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the programs `make test` needs beyond Go: kcat (an independent
 # Kafka client), protoc (decodes events with our .proto; generates the
-# Python example's classes), nats-server (a separate NATS process), jq, and
-# the Python example's packages. As root with apt-get it installs the
+# Python example's classes), nats-server (a separate NATS process), jq,
+# promtool (Debian's prometheus package) and the Python example's packages. As root with apt-get it installs the
 # missing Debian packages; otherwise it lists them and exits 1.
 #
 #   hack/install-test-deps.sh        # make test-deps
@@ -17,6 +17,8 @@ command -v kcat >/dev/null || need+=(kcat)
 command -v protoc >/dev/null || need+=(protobuf-compiler)
 command -v nats-server >/dev/null || need+=(nats-server)
 command -v jq >/dev/null || need+=(jq)
+# promtool, for the alert rules' unit tests.
+command -v promtool >/dev/null || need+=(prometheus)
 if [[ -x $python ]] || command -v "$python" >/dev/null; then
   "$python" -c 'import confluent_kafka' 2>/dev/null || need+=(python3-confluent-kafka)
   "$python" -c 'import google.protobuf' 2>/dev/null || need+=(python3-protobuf)
