@@ -6,17 +6,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
-	kafkago "github.com/segmentio/kafka-go"
 	"github.com/spf13/pflag"
 	"k8s.io/klog/v2"
 
 	"github.com/kubestream/kubestream/pkg/config"
-	"github.com/kubestream/kubestream/pkg/natsembed"
 	kafkasink "github.com/kubestream/kubestream/pkg/sink/kafka"
-	natssink "github.com/kubestream/kubestream/pkg/sink/nats"
 	"github.com/kubestream/kubestream/pkg/tail"
 )
 
@@ -29,25 +25,14 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.String("config", "", "YAML file of settings: keys are flag names")
 	var (
-		source      = fs.String("source", "", "nats or kafka (default: kafka when --kafka-brokers is given, else nats)")
-		output      = fs.String("output", "", "json (protojson lines) or text (one short line per event); default text on a terminal, json otherwise")
-		kindList    = fs.String("kind", "", "only these kinds, comma-separated: pods, nodes, deployments, configmaps, imagestorage")
-		nsList      = fs.String("namespace", "", "only these namespaces, comma-separated")
-		opList      = fs.String("op", "", "only these operations, comma-separated: created, updated, deleted, snapshot, replay")
-		fromStart   = fs.Bool("from-start", false, "read the stream or topics from the beginning (default: only new events)")
-		limit       = fs.Int("limit", 0, "exit after printing this many events; 0 runs until interrupted")
-		natsStream  = fs.String("nats-stream", embeddedStream, "JetStream stream to read; empty reads core NATS subjects (live only)")
-		natsPrefix  = fs.String("nats-subject-prefix", natssink.DefaultSubjectPrefix, "subject prefix the producer uses (core NATS)")
-		embDir      = fs.String("nats-embedded-dir", natsembed.DefaultDir(), "data directory of the embedded server of 'kubestream run', to find its URL when --nats-url is not given")
-		topicPrefix = fs.String("kafka-topic-prefix", "kubestream", "read every topic <prefix>.*")
-		topic       = fs.String("kafka-topic", "", "read this one topic instead")
-		conn        natssink.ConnOptions
-		kafkaTLS    kafkasink.TLSOptions
-		kafkaSASL   kafkasink.SASLOptions
-		brokers     = new([]string)
+		output    = fs.String("output", "", "json (protojson lines) or text (one short line per event); default text on a terminal, json otherwise")
+		kindList  = fs.String("kind", "", "only these kinds, comma-separated: pods, nodes, deployments, configmaps, imagestorage")
+		nsList    = fs.String("namespace", "", "only these namespaces, comma-separated")
+		opList    = fs.String("op", "", "only these operations, comma-separated: created, updated, deleted, snapshot, replay")
+		fromStart = fs.Bool("from-start", false, "read the stream or topics from the beginning (default: only new events)")
+		limit     = fs.Int("limit", 0, "exit after printing this many events; 0 runs until interrupted")
+		busOpts   = addBusFlags(fs)
 	)
-	conn.AddFlags(fs)
-	kafkasink.AddConnFlags(fs, brokers, &kafkaTLS, &kafkaSASL)
 	addLogFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: kubestream tail [flags]\n\nPrints kubestream events from the bus. With no flags it reads the embedded NATS\nserver that 'kubestream run' starts by default.\n\nFlags:")
@@ -80,48 +65,14 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *limit < 0 {
 		problems = append(problems, "--limit must not be negative")
 	}
+	b, busProblems := busOpts.resolve()
+	problems = append(problems, busProblems...)
 	var src tail.Source
-	kafkaSource := func() tail.Source {
-		errs := kafkasink.ValidateConn(*brokers, kafkaTLS, kafkaSASL)
-		for _, err := range errs {
-			problems = append(problems, err.Error())
-		}
-		var dialer *kafkago.Dialer
-		if len(errs) == 0 {
-			var err error
-			if dialer, err = kafkasink.NewDialer(10*time.Second, kafkaTLS, kafkaSASL); err != nil {
-				problems = append(problems, err.Error())
-			}
-		}
-		return &tail.Kafka{Brokers: *brokers, Topic: *topic, TopicPrefix: *topicPrefix, FromStart: *fromStart, Dialer: dialer}
-	}
-	switch strings.ToLower(*source) {
-	case "kafka":
-		if len(*brokers) == 0 {
-			problems = append(problems, "--source kafka needs --kafka-brokers host:9092")
-		}
-		src = kafkaSource()
-	case "":
-		if len(*brokers) > 0 {
-			src = kafkaSource()
-			break
-		}
-		fallthrough
-	case "nats":
-		for _, err := range conn.Validate() {
-			problems = append(problems, err.Error())
-		}
-		if err := natssink.ValidatePrefix(*natsPrefix); err != nil {
-			problems = append(problems, "--nats-subject-prefix: "+err.Error())
-		}
-		if len(conn.URLs) == 0 {
-			if u := natsembed.RunningURL(*embDir); u != "" {
-				conn.URLs = []string{u}
-			}
-		}
-		src = &tail.NATS{Conn: conn, Stream: *natsStream, FallbackToCore: !fs.Changed("nats-stream"), SubjectPrefix: *natsPrefix, FromStart: *fromStart}
-	default:
-		problems = append(problems, fmt.Sprintf("--source %q is unknown: use nats or kafka", *source))
+	if b.kafka {
+		dialer, _ := kafkasink.NewDialer(10*time.Second, b.kafkaTLS, b.kafkaSASL)
+		src = &tail.Kafka{Brokers: b.brokers, Topic: b.topic, TopicPrefix: b.topicPrefix, FromStart: *fromStart, Dialer: dialer}
+	} else {
+		src = &tail.NATS{Conn: b.conn, Stream: b.stream, FallbackToCore: !b.streamSet, SubjectPrefix: b.natsPrefix, FromStart: *fromStart}
 	}
 	if len(problems) > 0 {
 		for _, p := range problems {

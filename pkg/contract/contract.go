@@ -63,18 +63,48 @@ func Key(ev *kubestreamv1.Event) string {
 	return o.GetResource() + "/" + o.GetNamespace() + "/" + o.GetName()
 }
 
+// EffectType says what applying an event did to a State.
+type EffectType int
+
+const (
+	// Upserted: a CREATED, UPDATED or SNAPSHOT stored Object; Previous is
+	// what was held under the uid before, nil when the uid is new.
+	Upserted EffectType = iota + 1
+	// Deleted: a DELETED removed Object (nil when the uid was not held).
+	Deleted
+	// Dropped: a REPLAY_END removed Object, which the round did not mention.
+	Dropped
+	// RoundEnded: a REPLAY_END closed a round; Complete says whether this
+	// state saw the round from its REPLAY_BEGIN.
+	RoundEnded
+)
+
+// Effect is one consequence of applying an event.
+type Effect struct {
+	Type     EffectType
+	Object   *Object
+	Previous *Object
+	// Reason and Complete are set on RoundEnded.
+	Reason   kubestreamv1.ReplayReason
+	Complete bool
+}
+
 // Apply applies one event.
-func (s *State) Apply(ev *kubestreamv1.Event) {
+func (s *State) Apply(ev *kubestreamv1.Event) { s.Step(ev) }
+
+// Step applies one event and returns what it did, in order: the upsert or
+// delete of an object event; for a REPLAY_END, the objects it dropped and
+// then the RoundEnded effect. Image-storage events return nothing.
+func (s *State) Step(ev *kubestreamv1.Event) []Effect {
 	switch ev.GetOperation() {
 	case kubestreamv1.Operation_OPERATION_REPLAY_BEGIN:
 		s.begin(ev.GetReplay())
-		return
+		return nil
 	case kubestreamv1.Operation_OPERATION_REPLAY_END:
-		s.end(ev.GetReplay())
-		return
+		return s.end(ev.GetReplay())
 	}
 	if ev.GetImageStorage() != nil || ev.GetObject() == nil {
-		return
+		return nil
 	}
 	uid := ev.GetObject().GetUid()
 	for _, r := range s.rounds {
@@ -82,11 +112,17 @@ func (s *State) Apply(ev *kubestreamv1.Event) {
 	}
 	switch ev.GetOperation() {
 	case kubestreamv1.Operation_OPERATION_CREATED, kubestreamv1.Operation_OPERATION_UPDATED, kubestreamv1.Operation_OPERATION_SNAPSHOT:
-		s.objects[uid] = &Object{Key: Key(ev), UID: uid, ResourceVersion: ev.GetObject().GetResourceVersion(), Event: ev}
+		prev := s.objects[uid]
+		o := &Object{Key: Key(ev), UID: uid, ResourceVersion: ev.GetObject().GetResourceVersion(), Event: ev}
+		s.objects[uid] = o
+		return []Effect{{Type: Upserted, Object: o, Previous: prev}}
 	case kubestreamv1.Operation_OPERATION_DELETED:
+		prev := s.objects[uid]
 		delete(s.objects, uid)
 		s.deleted[uid] = true
+		return []Effect{{Type: Deleted, Object: prev}}
 	}
+	return nil
 }
 
 func (s *State) begin(m *kubestreamv1.ReplayMarker) {
@@ -102,27 +138,38 @@ func (s *State) begin(m *kubestreamv1.ReplayMarker) {
 	s.rounds[m.GetReplayId()] = r
 }
 
-func (s *State) end(m *kubestreamv1.ReplayMarker) {
+func (s *State) end(m *kubestreamv1.ReplayMarker) []Effect {
+	ended := Effect{Type: RoundEnded, Reason: m.GetReason()}
 	r, ok := s.rounds[m.GetReplayId()]
 	if !ok {
-		return
+		return []Effect{ended}
 	}
+	ended.Complete = true
 	delete(s.rounds, m.GetReplayId())
 	if m.GetPendingKeysTruncated() || m.GetReason() == kubestreamv1.ReplayReason_REPLAY_REASON_RESUME {
-		return
+		return []Effect{ended}
 	}
 	pending := map[string]bool{}
 	for _, k := range m.GetPendingKeys() {
 		pending[k] = true
 	}
+	// Sorted, so handlers see drops in the same order on every run.
+	before := make([]string, 0, len(r.before))
 	for uid := range r.before {
+		before = append(before, uid)
+	}
+	sort.Strings(before)
+	var out []Effect
+	for _, uid := range before {
 		o, held := s.objects[uid]
 		if !held || r.mentioned[uid] || pending[o.Key] {
 			continue
 		}
 		delete(s.objects, uid)
 		s.dropped = append(s.dropped, uid)
+		out = append(out, Effect{Type: Dropped, Object: o})
 	}
+	return append(out, ended)
 }
 
 // Objects returns the objects held, by uid.

@@ -99,3 +99,42 @@ func TestStreamsApplyTheRulePerStream(t *testing.T) {
 		t.Fatalf("objects %v, dropped %v", m.Objects(), m.Dropped())
 	}
 }
+
+func TestStepReportsEffects(t *testing.T) {
+	s := contract.New()
+	describe := func(effs []contract.Effect) string {
+		var out []string
+		for _, e := range effs {
+			switch e.Type {
+			case contract.Upserted:
+				out = append(out, fmt.Sprintf("upsert %s new=%v", e.Object.UID, e.Previous == nil))
+			case contract.Deleted:
+				out = append(out, fmt.Sprintf("delete held=%v", e.Object != nil))
+			case contract.Dropped:
+				out = append(out, "drop "+e.Object.UID)
+			case contract.RoundEnded:
+				out = append(out, fmt.Sprintf("end complete=%v", e.Complete))
+			}
+		}
+		return fmt.Sprint(out)
+	}
+	steps := []struct {
+		ev   *kubestreamv1.Event
+		want string
+	}{
+		{marker(end, "r0", nil, false), "[end complete=false]"},
+		{obj(created, "a", "u1", "1"), "[upsert u1 new=true]"},
+		{obj(updated, "a", "u1", "2"), "[upsert u1 new=false]"},
+		{obj(created, "b", "u2", "3"), "[upsert u2 new=true]"},
+		{marker(begin, "r", nil, false), "[]"},
+		{obj(snapshot, "a", "u1", "2"), "[upsert u1 new=false]"},
+		{marker(end, "r", nil, false), "[drop u2 end complete=true]"},
+		{obj(deleted, "a", "u1", "3"), "[delete held=true]"},
+		{obj(deleted, "a", "u1", "3"), "[delete held=false]"},
+	}
+	for i, st := range steps {
+		if got := describe(s.Step(st.ev)); got != st.want {
+			t.Errorf("step %d (%s): %s, want %s", i, st.ev.GetOperation(), got, st.want)
+		}
+	}
+}

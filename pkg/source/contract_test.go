@@ -31,7 +31,7 @@ import (
 	"github.com/kubestream/kubestream/internal/testobj"
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
 	"github.com/kubestream/kubestream/pkg/change"
-	"github.com/kubestream/kubestream/pkg/contract"
+	"github.com/kubestream/kubestream/pkg/consumer"
 	"github.com/kubestream/kubestream/pkg/event"
 	"github.com/kubestream/kubestream/pkg/kinds"
 	"github.com/kubestream/kubestream/pkg/pipeline"
@@ -423,11 +423,13 @@ func runContract(t *testing.T, seed uint64, ops int) {
 
 func checkContract(t *testing.T, log []*kubestreamv1.Event, m *model, trace []string) {
 	t.Helper()
-	consumer := contract.New()
+	// The reference consumer (pkg/consumer, on pkg/contract's rule) reads
+	// the sink's acknowledged events as one ordered stream.
+	judge := consumer.NewStore(consumer.Options{})
 	lastOp := map[string]kubestreamv1.Operation{}
 	lastRV := map[string]int{}
 	for _, ev := range log {
-		consumer.Apply(ev)
+		judge.Apply("sink", ev)
 		if ev.GetObject() == nil || ev.GetImageStorage() != nil {
 			continue
 		}
@@ -448,7 +450,14 @@ func checkContract(t *testing.T, log []*kubestreamv1.Event, m *model, trace []st
 			want[string(o.GetUID())] = o.GetResourceVersion()
 		}
 	}
-	got := consumer.Objects()
+	got := map[string]*consumer.Object{}
+	var dropped []string
+	for _, c := range judge.Clusters() {
+		for uid, o := range judge.Objects(c) {
+			got[uid] = o
+		}
+		dropped = append(dropped, judge.Dropped(c)...)
+	}
 	var problems []string
 	for uid, rv := range want {
 		o, ok := got[uid]
@@ -461,7 +470,7 @@ func checkContract(t *testing.T, log []*kubestreamv1.Event, m *model, trace []st
 	}
 	for uid, o := range got {
 		if _, ok := want[uid]; !ok {
-			problems = append(problems, fmt.Sprintf("holds %s (%s) that no longer exists", uid, o.Key))
+			problems = append(problems, fmt.Sprintf("holds %s (%s) that no longer exists", uid, o.Key()))
 		}
 	}
 	for uid, op := range lastOp {
@@ -471,7 +480,7 @@ func checkContract(t *testing.T, log []*kubestreamv1.Event, m *model, trace []st
 	}
 	// Every gone uid got its DELETED, so a round never has to remove one:
 	// a removal means the round missed an object that existed.
-	if d := consumer.Dropped(); len(d) > 0 {
+	if d := dropped; len(d) > 0 {
 		problems = append(problems, fmt.Sprintf("REPLAY_END removed %v: the round did not mention objects that existed", d))
 	}
 	if len(problems) > 0 && os.Getenv("KUBESTREAM_PROPERTY_DUMP") != "" {

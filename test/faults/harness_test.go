@@ -3,7 +3,8 @@
 // (broker outages, watch gaps that force a relist, lost acknowledgements and
 // dropped connections, SIGKILL and SIGTERM restarts, leader failovers; one
 // restart also against a separate nats-server with JetStream) while objects
-// churn, and judges the result by the consumer contract (pkg/contract): an
+// churn, and judges the result by the consumer contract with its reference
+// implementation (pkg/consumer, on pkg/contract's rule): an
 // independent franz-go reader applies every record of every partition of
 // the event topics (a JetStream ordered consumer: the whole stream), and at
 // quiescence it must hold exactly the apiserver's objects (uids and
@@ -45,6 +46,7 @@ import (
 	"github.com/kubestream/kubestream/internal/controlplane"
 	"github.com/kubestream/kubestream/internal/testbin"
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
+	"github.com/kubestream/kubestream/pkg/consumer"
 	"github.com/kubestream/kubestream/pkg/contract"
 )
 
@@ -174,7 +176,7 @@ func startBinary(t *testing.T, kubeconfig string, brokers []string, ns string, e
 func startSink(t *testing.T, kubeconfig, ns string, sinkArgs ...string) *binary {
 	t.Helper()
 	addr := freeAddr(t)
-	return startKubestream(t, addr, append([]string{"run", "--kubeconfig", kubeconfig, "--cluster-name", "faults",
+	return startKubestream(t, addr, append([]string{"run", "--kubeconfig", kubeconfig, "--cluster-name", judgedCluster,
 		"--kinds", "configmaps,pods", "--namespace", ns, "--listen-address", addr}, sinkArgs...))
 }
 
@@ -371,12 +373,12 @@ type readEvent struct {
 }
 
 // reader consumes every partition of the event topics from the start
-// and applies each event to a contract.Streams keyed by topic/partition
+// and applies each event to a consumer.Store, streams keyed by topic/partition
 // (or, from JetStream, to one stream: newNATSReader).
 type reader struct {
 	mu          sync.Mutex
-	log         []readEvent // every event applied, in the order read
-	streams     *contract.Streams
+	log         []readEvent            // every event applied, in the order read
+	store       *consumer.Store        // the judge; kubestream runs as cluster judgedCluster
 	history     map[string][]seenEvent // by uid
 	keys        map[string]string      // uid -> key
 	records     int
@@ -388,6 +390,9 @@ type reader struct {
 	fetchErrs   int
 	lastErr     error
 }
+
+// judgedCluster is the --cluster-name of every kubestream these tests run.
+const judgedCluster = "faults"
 
 func newReader(ctx context.Context, t *testing.T, brokers []string) *reader {
 	t.Helper()
@@ -410,7 +415,7 @@ func newReader(ctx context.Context, t *testing.T, brokers []string) *reader {
 }
 
 func emptyReader() *reader {
-	return &reader{streams: contract.NewStreams(), history: map[string][]seenEvent{}, keys: map[string]string{},
+	return &reader{store: consumer.NewStore(consumer.Options{}), history: map[string][]seenEvent{}, keys: map[string]string{},
 		fsuDeletes: map[string]bool{}, ids: map[string]int{}, rounds: map[string]bool{}}
 }
 
@@ -445,7 +450,7 @@ func (r *reader) run(ctx context.Context, t *testing.T, cl *kgo.Client, done cha
 // apply applies one event read from stream at offset; r.mu is held.
 func (r *reader) apply(stream string, offset int64, ev *kubestreamv1.Event) {
 	r.log = append(r.log, readEvent{at: time.Now(), stream: stream, offset: offset, ev: ev})
-	r.streams.Apply(stream, ev)
+	r.store.Apply(stream, ev)
 	switch ev.GetOperation() {
 	case kubestreamv1.Operation_OPERATION_REPLAY_END:
 		r.rounds[ev.GetReplay().GetReplayId()] = true
@@ -784,8 +789,8 @@ func (v verdict) counts() string {
 func (r *reader) judge(truth map[string]truthObject) verdict {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	held := r.streams.Objects()
-	v := verdict{consumer: len(held), apiserver: len(truth), dropped: r.streams.Dropped()}
+	held := r.store.Objects(judgedCluster)
+	v := verdict{consumer: len(held), apiserver: len(truth), dropped: r.store.Dropped(judgedCluster)}
 	for uid, o := range truth {
 		h, ok := held[uid]
 		switch {
@@ -805,7 +810,7 @@ func (r *reader) judge(truth map[string]truthObject) verdict {
 			continue
 		}
 		v.seenGone++
-		if r.streams.Deleted(uid) {
+		if r.store.Deleted(judgedCluster, uid) {
 			v.deleted++
 		} else {
 			v.undeleted = append(v.undeleted, uid)

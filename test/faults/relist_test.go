@@ -148,7 +148,7 @@ func TestRelistAfterWatchGap(t *testing.T) {
 	v := awaitExact(ctx, t, r, client, ns, b, 90*time.Second, quiescence{settle: 2 * time.Second, quiet: 2 * time.Second})
 	for _, uid := range gone {
 		r.mu.Lock()
-		deleted, hist := r.streams.Deleted(uid), r.history[uid]
+		deleted, hist := r.store.Deleted(judgedCluster, uid), r.history[uid]
 		r.mu.Unlock()
 		if !deleted {
 			t.Errorf("uid %s (%s) deleted during the gap has no DELETED; events: %v", uid, before[uid].key, hist)
