@@ -6,10 +6,12 @@ import (
 	"fmt"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
 	"github.com/kubestream/kubestream/pkg/change"
 	"github.com/kubestream/kubestream/pkg/kinds"
+	"github.com/kubestream/kubestream/pkg/redact"
 )
 
 // SchemaVersion is the version of the wire contract this package writes.
@@ -23,6 +25,8 @@ type Translator struct {
 	Instance string
 	// ContentType of object states: protobuf (default) or JSON.
 	ContentType kubestreamv1.ContentType
+	// ConfigMapData says how config map values appear (--configmap-data).
+	ConfigMapData redact.Policy
 }
 
 // Translate builds the event for a change.
@@ -76,23 +80,46 @@ func (t *Translator) Translate(c *change.Change) (*kubestreamv1.Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	if oc.Object, err = encodeState(c.Object, obj, c.Kind, ct); err != nil {
+	full := obj
+	if full == nil {
+		full = prev
+	}
+	// The summary describes the real object (sizes); states and changed
+	// paths only the redacted one.
+	summarize(oc, full)
+	cachedObj, cachedPrev := c.Object, c.Previous
+	if cm := oc.GetConfigMap(); cm != nil {
+		cachedObj, obj = t.redacted(cachedObj, obj)
+		cachedPrev, prev = t.redacted(cachedPrev, prev)
+		cm.DataPolicy = t.ConfigMapData.Proto()
+		if t.ConfigMapData == redact.Keys {
+			cm.DataHash = "" // a hash over values would let guesses be checked
+		}
+	}
+	if oc.Object, err = encodeState(cachedObj, obj, c.Kind, ct); err != nil {
 		return nil, err
 	}
-	if oc.Previous, err = encodeState(c.Previous, prev, c.Kind, ct); err != nil {
+	if oc.Previous, err = encodeState(cachedPrev, prev, c.Kind, ct); err != nil {
 		return nil, err
 	}
 	if c.Op == change.Updated && prev != nil && obj != nil {
 		oc.ChangedPaths = ChangedPaths(prev, obj)
 	}
-	full := obj
-	if full == nil {
-		full = prev
-	}
 	ev.Object = objectRef(c.Kind, full)
-	summarize(oc, full)
 	ev.Payload = &kubestreamv1.Event_Change{Change: oc}
 	return ev, nil
+}
+
+// redacted returns a config map state with its values treated by the
+// policy, as both the cached and the decoded form (the cached bytes hold the
+// values, so they are not sent).
+func (t *Translator) redacted(cached, full change.Object) (change.Object, change.Object) {
+	cm, ok := full.(*corev1.ConfigMap)
+	if !ok || t.ConfigMapData == redact.Full {
+		return cached, full
+	}
+	r := redact.ConfigMap(cm, t.ConfigMapData)
+	return r, r
 }
 
 // fullStates decodes the new and previous states of a change.
