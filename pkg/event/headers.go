@@ -15,7 +15,8 @@ const (
 	// HeaderID is the event id (Event.id): deduplicate on it.
 	HeaderID = "ks-id"
 	// HeaderOp is the operation: created, updated, deleted, snapshot,
-	// replay_begin, replay_end (and tombstone on Kafka tombstones).
+	// replay_begin, replay_end, heartbeat (and tombstone on Kafka
+	// tombstones).
 	HeaderOp = "ks-op"
 	// HeaderKind is the resource name ("pods", "imagestorage"); on replay
 	// markers the covered kinds, comma-separated.
@@ -78,11 +79,14 @@ func OpName(op kubestreamv1.Operation) string { return change.Op(op).String() }
 const ReplayResource = "replay"
 
 // Resource is the resource name an event is about ("pods", "nodes"),
-// "imagestorage" for image-storage events and "replay" for markers. A kind
+// "imagestorage" for image-storage events, "replay" for markers, and for
+// heartbeats the kind they are of. A kind
 // this build does not know gets its lower-case plural, as Kubernetes names
 // resources.
 func Resource(ev *kubestreamv1.Event) string {
 	switch {
+	case ev.GetHeartbeat() != nil:
+		return ev.GetHeartbeat().GetResource()
 	case ev.GetReplay() != nil:
 		return ReplayResource
 	case ev.GetImageStorage() != nil:

@@ -4,6 +4,7 @@ package event
 
 import (
 	"fmt"
+	"strconv"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 	corev1 "k8s.io/api/core/v1"
@@ -53,6 +54,16 @@ func (t *Translator) Translate(c *change.Change) (*kubestreamv1.Event, error) {
 			PendingKeys:          c.Replay.PendingKeys,
 			PendingKeysTruncated: c.Replay.PendingKeysTruncated,
 		}}
+		return ev, nil
+	}
+	if c.Op == change.Heartbeat {
+		if c.Heartbeat == nil {
+			return nil, fmt.Errorf("heartbeat of %s without a watermark", c.Kind.Resource)
+		}
+		// The time is part of the id: heartbeats of an idle kind repeat the
+		// resourceVersion, and a broker's duplicate window must not drop them.
+		ev.Id = ID("", c.Heartbeat.GetResourceVersion(), c.Op, strconv.FormatInt(c.ObservedAt.UnixNano(), 10), change.HeartbeatKeyPrefix+c.Kind.Resource)
+		ev.Payload = &kubestreamv1.Event_Heartbeat{Heartbeat: c.Heartbeat}
 		return ev, nil
 	}
 	subject := c.Subject()
