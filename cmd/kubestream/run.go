@@ -20,7 +20,9 @@ import (
 	"github.com/kubestream/kubestream/pkg/config"
 	"github.com/kubestream/kubestream/pkg/kinds"
 	"github.com/kubestream/kubestream/pkg/leader"
+	"github.com/kubestream/kubestream/pkg/noise"
 	"github.com/kubestream/kubestream/pkg/pipeline"
+	"github.com/kubestream/kubestream/pkg/redact"
 	"github.com/kubestream/kubestream/pkg/source"
 )
 
@@ -109,6 +111,11 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		leaseName     = fs.String("leader-elect-resource-name", leader.DefaultName, "name of the Lease")
 		leaseNS       = fs.String("leader-elect-resource-namespace", "", "namespace of the Lease (default: the pod's namespace in a cluster, else default)")
 	)
+	// What is published: noise, config map values, watermarks.
+	ignorePaths := noise.NewPaths(noise.Defaults)
+	fs.Var(ignorePaths, "ignore-paths", "updates that change only these paths are not published (counted in kubestream_updates_ignored_total): [kind:]path rules, comma-separated; [*] is any index or key; metadata.resourceVersion stands for updates that change nothing else; empty ignores nothing")
+	configMapData := fs.String("configmap-data", "full", "config map values in events: full; hash (each value replaced by its SHA-256); keys (values dropped). Sizes stay in the summary")
+	heartbeatEvery := fs.Duration("heartbeat-interval", 30*time.Second, "period of each kind's HEARTBEAT event (latest resourceVersion seen, everything before it published); 0 disables")
 	for _, name := range sinkNames() {
 		sinkFactories[name].addFlags(fs)
 	}
@@ -168,6 +175,19 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *workers < 1 || *batchSize < 1 {
 		problems = append(problems, "--workers and --batch-size must be at least 1")
 	}
+	cmPolicy, err := redact.Parse(*configMapData)
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	if *heartbeatEvery < 0 {
+		problems = append(problems, fmt.Sprintf("--heartbeat-interval %s is negative: use 0 to disable heartbeats", *heartbeatEvery))
+	} else if *heartbeatEvery > 0 && *heartbeatEvery < time.Second {
+		problems = append(problems, fmt.Sprintf("--heartbeat-interval %s is under a second: heartbeats carry whole seconds, use 1s or more", *heartbeatEvery))
+	}
+	ignore, err := noise.New(ignorePaths.Rules(), kinds.Names(ks))
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
 	factory, ok := sinkFactories[*sinkName]
 	if !ok {
 		problems = append(problems, fmt.Sprintf("--sink %q is unknown: choose one of %s", *sinkName, strings.Join(sinkNames(), ", ")))
@@ -218,6 +238,10 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		SnapshotOnStart: mode,
 		LeaderElection:  election,
 		Pipeline:        pipeline.Options{Workers: *workers, BatchSize: *batchSize, MarkerWait: *markerWait},
+
+		Ignore:            ignore,
+		ConfigMapData:     cmPolicy,
+		HeartbeatInterval: *heartbeatEvery,
 	}, factory.open)
 	klog.Flush()
 	if err != nil {

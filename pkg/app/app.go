@@ -25,10 +25,13 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
+	"github.com/kubestream/kubestream/pkg/change"
 	"github.com/kubestream/kubestream/pkg/event"
 	"github.com/kubestream/kubestream/pkg/kinds"
 	"github.com/kubestream/kubestream/pkg/leader"
+	"github.com/kubestream/kubestream/pkg/noise"
 	"github.com/kubestream/kubestream/pkg/pipeline"
+	"github.com/kubestream/kubestream/pkg/redact"
 	"github.com/kubestream/kubestream/pkg/resume"
 	"github.com/kubestream/kubestream/pkg/server"
 	"github.com/kubestream/kubestream/pkg/source"
@@ -80,6 +83,14 @@ type Config struct {
 	DerivedStreams []string
 	// Registry receives metrics; default a new registry.
 	Registry *prometheus.Registry
+
+	// Ignore, when set, keeps updates that change only ignored paths from
+	// being published (--ignore-paths).
+	Ignore *noise.Filter
+	// ConfigMapData says how config map values appear (--configmap-data).
+	ConfigMapData redact.Policy
+	// HeartbeatInterval is the period of each kind's heartbeat; 0 disables.
+	HeartbeatInterval time.Duration
 }
 
 // badInput marks an error caused by the user's input (exit code 2).
@@ -275,6 +286,13 @@ func Run(ctx context.Context, cfg Config, openSink SinkOpener) error {
 		// delete is never missed across a crash.
 		popts.BeforePublish = tracker.Intend
 	}
+	if tracker != nil {
+		// An ignored update's position counts as acknowledged once the
+		// object's earlier events were: a restart does not send it.
+		popts.OnAdvanced = func(c *change.Change) {
+			tracker.Seed(c.Key(), resume.Entry{UID: c.UID(), ResourceVersion: c.Object.GetResourceVersion()})
+		}
+	}
 	userAck := popts.OnAcknowledged
 	var firstRoundDelivered atomic.Bool
 	popts.OnAcknowledged = func(ev *kubestreamv1.Event, enqueued time.Time) {
@@ -291,16 +309,22 @@ func Run(ctx context.Context, cfg Config, openSink SinkOpener) error {
 			userAck(ev, enqueued)
 		}
 	}
-	translator := &event.Translator{Cluster: cfg.ClusterName, Instance: cfg.Instance, ContentType: cfg.ContentType}
+	translator := &event.Translator{Cluster: cfg.ClusterName, Instance: cfg.Instance, ContentType: cfg.ContentType, ConfigMapData: cfg.ConfigMapData}
 	pipe := pipeline.New(sink, translator, popts)
-	src, err := source.New(source.Options{
+	srcOpts := source.Options{
 		Client: client, RestConfig: restCfg, Kinds: cfg.Kinds, Namespace: cfg.Namespace, Selector: cfg.Selector,
 		Resync: cfg.Resync, Queue: pipe, Derivers: cfg.Derivers,
-	})
+		HeartbeatInterval: cfg.HeartbeatInterval,
+	}
+	if cfg.Ignore != nil {
+		srcOpts.Ignore = cfg.Ignore
+	}
+	src, err := source.New(srcOpts)
 	if err != nil {
 		closeSink(ctx)
 		return BadInput(err)
 	}
+	registerNoise(reg, cfg.Ignore, src, pipe)
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "kubestream", Name: "replay_rounds_skipped_total",
 		Help: "Replay rounds not started because the previous round was not delivered yet (the broker is behind or down)."},
 		func() float64 { return float64(src.SkippedRounds()) }))
@@ -499,6 +523,24 @@ func openStateStore(ctx context.Context, cfg Config, sink Sink) (resume.Store, e
 		return nil, fmt.Errorf("open the state store: %w", err)
 	}
 	return store, nil
+}
+
+// registerNoise exports what noise control and heartbeats did.
+func registerNoise(reg *prometheus.Registry, ignore *noise.Filter, src *source.Source, pipe *pipeline.Pipeline) {
+	if ignore != nil {
+		for kind := range ignore.Ignored() {
+			reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "kubestream", Name: "updates_ignored_total",
+				Help:        "Updates not published because they changed only --ignore-paths (their position is still recorded).",
+				ConstLabels: prometheus.Labels{"kind": kind}},
+				func() float64 { return float64(ignore.Ignored()[kind]) }))
+		}
+	}
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "kubestream", Name: "heartbeats_deferred_total",
+		Help: "Heartbeat ticks skipped for a kind because its handler was behind its informer."},
+		func() float64 { return float64(src.HeartbeatsDeferred()) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "kubestream", Name: "heartbeats_forced_total",
+		Help: "Heartbeats published naming keys whose earlier events were still failing (pending_keys)."},
+		func() float64 { return float64(pipe.Stats().HeartbeatsForced) }))
 }
 
 func registerTracker(reg *prometheus.Registry, t *resume.Tracker) {

@@ -182,3 +182,21 @@ func BenchmarkPodUpdate(b *testing.B) {
 		}
 	})
 }
+
+func TestPathsFlag(t *testing.T) {
+	p := NewPaths(Defaults)
+	if p.String() != "*:metadata.resourceVersion,nodes:status.conditions[*].lastHeartbeatTime" {
+		t.Fatalf("defaults %q", p.String())
+	}
+	_ = p.Set(`pods:metadata.annotations["a,b"], nodes:status.images`)
+	_ = p.Set("deployments:status.observedGeneration")
+	want := `pods:metadata.annotations["a,b"],nodes:status.images,deployments:status.observedGeneration`
+	if p.String() != want {
+		t.Fatalf("got %q, want %q", p.String(), want)
+	}
+	q := NewPaths(Defaults)
+	_ = q.Set("")
+	if len(q.Rules()) != 0 {
+		t.Fatalf("empty value kept %v", q.Rules())
+	}
+}
