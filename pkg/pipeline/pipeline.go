@@ -150,9 +150,9 @@ type Stats struct {
 	// while waiting; HeartbeatsForced heartbeats published naming pending
 	// keys.
 	Advanced, HeartbeatsReplaced, HeartbeatsForced uint64
-	Pending       int // changes queued or in flight now
-	Keys          int // objects with queued or in-flight changes now
-	Markers       int // replay markers not yet acknowledged
+	Pending                                        int // changes queued or in flight now
+	Keys                                           int // objects with queued or in-flight changes now
+	Markers                                        int // replay markers not yet acknowledged
 	// Failing is how many queued changes failed their last attempt;
 	// FailingSince when the oldest of them first failed, and LastError
 	// the most recent failure.
