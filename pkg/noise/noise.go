@@ -17,6 +17,7 @@ import (
 
 	"github.com/kubestream/kubestream/pkg/change"
 	"github.com/kubestream/kubestream/pkg/event"
+	"github.com/kubestream/kubestream/pkg/kinds"
 )
 
 // ResourceVersionOnly is the path that stands for updates that change
@@ -46,14 +47,19 @@ type rules struct {
 }
 
 // New parses rules of the form [resource:]path ("nodes:status.conditions[*].lastHeartbeatTime";
-// without a resource the path is ignored for every kind) for the given
-// resources. Paths use changed_paths' spelling; "[*]" matches any list
+// without a resource the path is ignored for every kind) and counts for the
+// watched resources. A rule of a kind kubestream knows but does not watch
+// is accepted and never applies (the defaults name nodes). Paths use changed_paths' spelling; "[*]" matches any list
 // index or map key, "*" any one field name, and a path also covers every
 // path under it.
-func New(specs []string, resources []string) (*Filter, error) {
+func New(specs []string, watched []string) (*Filter, error) {
 	known := map[string]bool{"*": true}
-	f := &Filter{rules: map[string]*rules{}, ignored: map[string]*atomic.Uint64{}}
+	resources := kinds.Names(kinds.All())
 	for _, r := range resources {
+		known[r] = true
+	}
+	f := &Filter{rules: map[string]*rules{}, ignored: map[string]*atomic.Uint64{}}
+	for _, r := range watched {
 		known[r] = true
 		f.ignored[r] = &atomic.Uint64{}
 	}
@@ -67,7 +73,7 @@ func New(specs []string, resources []string) (*Filter, error) {
 			res, path = "*", spec
 		}
 		if !known[res] {
-			return nil, fmt.Errorf("--ignore-paths %q: kind %q is not watched: use one of %s, or no kind for all", spec, res, strings.Join(sorted(resources), ", "))
+			return nil, fmt.Errorf("--ignore-paths %q: kind %q is unknown: use one of %s, or no kind for all", spec, res, strings.Join(sorted(resources), ", "))
 		}
 		r := f.rules[res]
 		if r == nil {

@@ -64,6 +64,16 @@ func TestDefaultsIgnoreNodeHeartbeatsOnly(t *testing.T) {
 	}
 }
 
+func TestDefaultsWithoutNodes(t *testing.T) {
+	f, err := New(Defaults, []string{"configmaps"})
+	if err != nil {
+		t.Fatalf("defaults refused when nodes are not watched: %v", err)
+	}
+	if got := f.Ignored(); len(got) != 1 {
+		t.Fatalf("counters for %v, want configmaps only", got)
+	}
+}
+
 func TestPatterns(t *testing.T) {
 	cases := []struct {
 		pattern, path string
@@ -94,7 +104,7 @@ func TestPatterns(t *testing.T) {
 
 func TestBadRules(t *testing.T) {
 	for spec, want := range map[string]string{
-		"secrets:data":      `--ignore-paths "secrets:data": kind "secrets" is not watched: use one of configmaps, deployments, nodes, pods, or no kind for all`,
+		"secrets:data":      `--ignore-paths "secrets:data": kind "secrets" is unknown: use one of configmaps, deployments, nodes, pods, or no kind for all`,
 		"nodes:status..x":   `--ignore-paths "nodes:status..x": path "status..x" is not a field path: write it like status.conditions[*].lastHeartbeatTime`,
 		"nodes:status[x":    `--ignore-paths "nodes:status[x": path "status[x" has an unclosed [`,
 		"nodes:status.a b":  `--ignore-paths "nodes:status.a b": path "status.a b": unexpected " ": write it like status.conditions[*].lastHeartbeatTime`,
