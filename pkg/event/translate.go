@@ -4,10 +4,8 @@ package event
 
 import (
 	"fmt"
-	"strconv"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
-	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
 	"github.com/kubestream/kubestream/pkg/change"
@@ -57,14 +55,7 @@ func (t *Translator) Translate(c *change.Change) (*kubestreamv1.Event, error) {
 		return ev, nil
 	}
 	if c.Op == change.Heartbeat {
-		if c.Heartbeat == nil {
-			return nil, fmt.Errorf("heartbeat of %s without a watermark", c.Kind.Resource)
-		}
-		// The time is part of the id: heartbeats of an idle kind repeat the
-		// resourceVersion, and a broker's duplicate window must not drop them.
-		ev.Id = ID("", c.Heartbeat.GetResourceVersion(), c.Op, strconv.FormatInt(c.ObservedAt.UnixNano(), 10), change.HeartbeatKeyPrefix+c.Kind.Resource)
-		ev.Payload = &kubestreamv1.Event_Heartbeat{Heartbeat: c.Heartbeat}
-		return ev, nil
+		return t.heartbeat(ev, c)
 	}
 	subject := c.Subject()
 	if subject == nil {
@@ -91,22 +82,11 @@ func (t *Translator) Translate(c *change.Change) (*kubestreamv1.Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	full := obj
-	if full == nil {
-		full = prev
-	}
-	// The summary describes the real object (sizes); states and changed
-	// paths only the redacted one.
-	summarize(oc, full)
-	cachedObj, cachedPrev := c.Object, c.Previous
-	if cm := oc.GetConfigMap(); cm != nil {
-		cachedObj, obj = t.redacted(cachedObj, obj)
-		cachedPrev, prev = t.redacted(cachedPrev, prev)
-		cm.DataPolicy = t.ConfigMapData.Proto()
-		if t.ConfigMapData == redact.Keys {
-			cm.DataHash = "" // a hash over values would let guesses be checked
-		}
-	}
+	// Config map values per --configmap-data (redact.go): states and changed
+	// paths see the treated objects, the summary the real ones.
+	realObj, realPrev := obj, prev
+	cachedObj, obj := t.redacted(c.Object, obj)
+	cachedPrev, prev := t.redacted(c.Previous, prev)
 	if oc.Object, err = encodeState(cachedObj, obj, c.Kind, ct); err != nil {
 		return nil, err
 	}
@@ -116,21 +96,15 @@ func (t *Translator) Translate(c *change.Change) (*kubestreamv1.Event, error) {
 	if c.Op == change.Updated && prev != nil && obj != nil {
 		oc.ChangedPaths = ChangedPaths(prev, obj)
 	}
+	full := realObj
+	if full == nil {
+		full = realPrev
+	}
 	ev.Object = objectRef(c.Kind, full)
+	summarize(oc, full)
+	t.notePolicy(oc)
 	ev.Payload = &kubestreamv1.Event_Change{Change: oc}
 	return ev, nil
-}
-
-// redacted returns a config map state with its values treated by the
-// policy, as both the cached and the decoded form (the cached bytes hold the
-// values, so they are not sent).
-func (t *Translator) redacted(cached, full change.Object) (change.Object, change.Object) {
-	cm, ok := full.(*corev1.ConfigMap)
-	if !ok || t.ConfigMapData == redact.Full {
-		return cached, full
-	}
-	r := redact.ConfigMap(cm, t.ConfigMapData)
-	return r, r
 }
 
 // fullStates decodes the new and previous states of a change.
