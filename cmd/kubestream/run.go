@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -184,9 +185,17 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	} else if *heartbeatEvery > 0 && *heartbeatEvery < time.Second {
 		problems = append(problems, fmt.Sprintf("--heartbeat-interval %s is under a second: heartbeats carry whole seconds, use 1s or more", *heartbeatEvery))
 	}
-	ignore, err := noise.New(ignorePaths.Rules(), kinds.Names(ks))
+	ignore, err := noise.New(ignorePaths.Rules())
 	if err != nil {
 		problems = append(problems, err.Error())
+	} else if ignorePaths.Given() {
+		// Rules the user wrote for a kind not watched are a typo or a
+		// forgotten --kinds; the defaults name nodes whatever is watched.
+		for _, k := range ignore.Kinds() {
+			if !slices.Contains(kinds.Names(ks), k) {
+				problems = append(problems, fmt.Sprintf("--ignore-paths names kind %q, which is not watched: add it to --kinds or drop its rules", k))
+			}
+		}
 	}
 	factory, ok := sinkFactories[*sinkName]
 	if !ok {

@@ -525,15 +525,26 @@ func openStateStore(ctx context.Context, cfg Config, sink Sink) (resume.Store, e
 	return store, nil
 }
 
+// ignoredCollector exports kubestream_updates_ignored_total per kind, for
+// the kinds that had ignored updates (kinds may be discovered while
+// running).
+type ignoredCollector struct{ f *noise.Filter }
+
+var ignoredDesc = prometheus.NewDesc("kubestream_updates_ignored_total",
+	"Updates not published because they changed only --ignore-paths (their position is still recorded).", []string{"kind"}, nil)
+
+func (c ignoredCollector) Describe(ch chan<- *prometheus.Desc) { ch <- ignoredDesc }
+
+func (c ignoredCollector) Collect(ch chan<- prometheus.Metric) {
+	for kind, n := range c.f.Ignored() {
+		ch <- prometheus.MustNewConstMetric(ignoredDesc, prometheus.CounterValue, float64(n), kind)
+	}
+}
+
 // registerNoise exports what noise control and heartbeats did.
 func registerNoise(reg *prometheus.Registry, ignore *noise.Filter, src *source.Source, pipe *pipeline.Pipeline) {
 	if ignore != nil {
-		for kind := range ignore.Ignored() {
-			reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "kubestream", Name: "updates_ignored_total",
-				Help:        "Updates not published because they changed only --ignore-paths (their position is still recorded).",
-				ConstLabels: prometheus.Labels{"kind": kind}},
-				func() float64 { return float64(ignore.Ignored()[kind]) }))
-		}
+		reg.MustRegister(ignoredCollector{ignore})
 	}
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "kubestream", Name: "heartbeats_deferred_total",
 		Help: "Heartbeat ticks skipped for a kind because its handler was behind its informer."},

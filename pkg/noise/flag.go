@@ -17,6 +17,10 @@ func NewPaths(defaults []string) *Paths { return &Paths{rules: append([]string(n
 // Rules returns the rules given.
 func (p *Paths) Rules() []string { return p.rules }
 
+// Given reports whether the rules were set (flag, environment or config
+// file) rather than left at the defaults.
+func (p *Paths) Given() bool { return p.set }
+
 func (p *Paths) String() string { return strings.Join(p.rules, ",") }
 
 // Type names the value in --help.

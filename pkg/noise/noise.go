@@ -11,13 +11,13 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/kubestream/kubestream/pkg/change"
 	"github.com/kubestream/kubestream/pkg/event"
-	"github.com/kubestream/kubestream/pkg/kinds"
 )
 
 // ResourceVersionOnly is the path that stands for updates that change
@@ -37,8 +37,9 @@ var Defaults = []string{
 // is safe for concurrent use.
 type Filter struct {
 	rules map[string]*rules // by resource; "*" applies to every kind
-	// ignored counts per resource of the kinds it was built for.
-	ignored map[string]*atomic.Uint64
+	// ignored counts per resource (*atomic.Uint64), created on first use:
+	// kinds may be discovered while running.
+	ignored sync.Map
 }
 
 type rules struct {
@@ -47,22 +48,14 @@ type rules struct {
 }
 
 // New parses rules of the form [resource:]path ("nodes:status.conditions[*].lastHeartbeatTime";
-// without a resource the path is ignored for every kind) and counts for the
-// watched resources. A rule of a kind kubestream knows but does not watch
-// is accepted and never applies (the defaults name nodes). Paths use changed_paths' spelling; "[*]" matches any list
+// without a resource the path is ignored for every kind). A rule of a kind
+// that is not watched never applies (the defaults name nodes); Kinds lists
+// the kinds rules name, for callers that want to refuse unwatched ones.
+// Paths use changed_paths' spelling; "[*]" matches any list
 // index or map key, "*" any one field name, and a path also covers every
 // path under it.
-func New(specs []string, watched []string) (*Filter, error) {
-	known := map[string]bool{"*": true}
-	resources := kinds.Names(kinds.All())
-	for _, r := range resources {
-		known[r] = true
-	}
-	f := &Filter{rules: map[string]*rules{}, ignored: map[string]*atomic.Uint64{}}
-	for _, r := range watched {
-		known[r] = true
-		f.ignored[r] = &atomic.Uint64{}
-	}
+func New(specs []string) (*Filter, error) {
+	f := &Filter{rules: map[string]*rules{}}
 	for _, spec := range specs {
 		spec = strings.TrimSpace(spec)
 		if spec == "" {
@@ -72,8 +65,8 @@ func New(specs []string, watched []string) (*Filter, error) {
 		if !ok {
 			res, path = "*", spec
 		}
-		if !known[res] {
-			return nil, fmt.Errorf("--ignore-paths %q: kind %q is unknown: use one of %s, or no kind for all", spec, res, strings.Join(sorted(resources), ", "))
+		if res != "*" && !resourceName.MatchString(res) {
+			return nil, fmt.Errorf("--ignore-paths %q: %q is not a kind: write the resource name (pods, nodes, certificates.cert-manager.io) before the colon, or no kind for all", spec, res)
 		}
 		r := f.rules[res]
 		if r == nil {
@@ -93,8 +86,18 @@ func New(specs []string, watched []string) (*Filter, error) {
 	return f, nil
 }
 
-func sorted(s []string) []string {
-	out := append([]string(nil), s...)
+// resourceName is kubestream's spelling of a kind: a lower-case plural,
+// with its API group after a dot for kinds outside the core ones.
+var resourceName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
+
+// Kinds lists the kinds the rules name, sorted ("*" is not a kind).
+func (f *Filter) Kinds() []string {
+	var out []string
+	for r := range f.rules {
+		if r != "*" {
+			out = append(out, r)
+		}
+	}
 	sort.Strings(out)
 	return out
 }
@@ -214,17 +217,24 @@ func matchesAny(res []*regexp.Regexp, path string) bool {
 }
 
 func (f *Filter) count(resource string) {
-	if c := f.ignored[resource]; c != nil {
-		c.Add(1)
+	c, ok := f.ignored.Load(resource)
+	if !ok {
+		c, _ = f.ignored.LoadOrStore(resource, &atomic.Uint64{})
 	}
+	c.(*atomic.Uint64).Add(1)
 }
 
-// Ignored returns how many updates were ignored per resource.
+// Ignored returns how many updates were ignored per resource, for the kinds
+// that had any.
 func (f *Filter) Ignored() map[string]uint64 {
-	out := make(map[string]uint64, len(f.ignored))
-	for r, c := range f.ignored {
-		out[r] = c.Load()
+	out := map[string]uint64{}
+	if f == nil {
+		return out
 	}
+	f.ignored.Range(func(k, v any) bool {
+		out[k.(string)] = v.(*atomic.Uint64).Load()
+		return true
+	})
 	return out
 }
 

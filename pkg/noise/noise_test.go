@@ -1,6 +1,7 @@
 package noise
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -10,8 +11,6 @@ import (
 
 	"github.com/kubestream/kubestream/pkg/change"
 )
-
-var resources = []string{"nodes", "pods", "deployments", "configmaps"}
 
 func node(rv string, heartbeat time.Time, labels map[string]string) *corev1.Node {
 	return &corev1.Node{
@@ -24,7 +23,7 @@ func node(rv string, heartbeat time.Time, labels map[string]string) *corev1.Node
 }
 
 func TestDefaultsIgnoreNodeHeartbeatsOnly(t *testing.T) {
-	f, err := New(Defaults, resources)
+	f, err := New(Defaults)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,13 +63,13 @@ func TestDefaultsIgnoreNodeHeartbeatsOnly(t *testing.T) {
 	}
 }
 
-func TestDefaultsWithoutNodes(t *testing.T) {
-	f, err := New(Defaults, []string{"configmaps"})
+func TestKindsNamedByRules(t *testing.T) {
+	f, err := New(append(Defaults, "certificates.cert-manager.io:status.renewalTime", "pods:metadata.annotations"))
 	if err != nil {
-		t.Fatalf("defaults refused when nodes are not watched: %v", err)
+		t.Fatal(err)
 	}
-	if got := f.Ignored(); len(got) != 1 {
-		t.Fatalf("counters for %v, want configmaps only", got)
+	if got := strings.Join(f.Kinds(), ","); got != "certificates.cert-manager.io,nodes,pods" {
+		t.Fatalf("Kinds() = %s", got)
 	}
 }
 
@@ -104,14 +103,14 @@ func TestPatterns(t *testing.T) {
 
 func TestBadRules(t *testing.T) {
 	for spec, want := range map[string]string{
-		"secrets:data":      `--ignore-paths "secrets:data": kind "secrets" is unknown: use one of configmaps, deployments, nodes, pods, or no kind for all`,
+		"Secrets:data":      `--ignore-paths "Secrets:data": "Secrets" is not a kind: write the resource name (pods, nodes, certificates.cert-manager.io) before the colon, or no kind for all`,
 		"nodes:status..x":   `--ignore-paths "nodes:status..x": path "status..x" is not a field path: write it like status.conditions[*].lastHeartbeatTime`,
 		"nodes:status[x":    `--ignore-paths "nodes:status[x": path "status[x" has an unclosed [`,
 		"nodes:status.a b":  `--ignore-paths "nodes:status.a b": path "status.a b": unexpected " ": write it like status.conditions[*].lastHeartbeatTime`,
 		"pods:.spec":        `--ignore-paths "pods:.spec": path ".spec" is not a field path: write it like status.conditions[*].lastHeartbeatTime`,
 		"configmaps:data[]": "",
 	} {
-		_, err := New([]string{spec}, resources)
+		_, err := New([]string{spec})
 		if want == "" {
 			if err != nil {
 				t.Errorf("%s: %v", spec, err)
@@ -140,7 +139,7 @@ func pod(rv string, image string) *change.Compact {
 }
 
 func TestCompactResourceVersionOnly(t *testing.T) {
-	f, _ := New(Defaults, resources)
+	f, _ := New(Defaults)
 	if !f.Ignore("pods", pod("10", "web:1"), pod("11", "web:1")) {
 		t.Error("resourceVersion-only pod update not ignored")
 	}
@@ -151,7 +150,7 @@ func TestCompactResourceVersionOnly(t *testing.T) {
 		t.Error("resourceVersion of another length not ignored")
 	}
 	// Without the resourceVersion rule nothing is ignored.
-	g, _ := New([]string{"nodes:status.conditions[*].lastHeartbeatTime"}, resources)
+	g, _ := New([]string{"nodes:status.conditions[*].lastHeartbeatTime"})
 	if g.Ignore("pods", pod("10", "web:1"), pod("11", "web:1")) {
 		t.Error("ignored without a rule")
 	}
@@ -168,8 +167,8 @@ func BenchmarkPodUpdate(b *testing.B) {
 	prev := pod("10", "web:1")
 	changed := pod("11", "web:2")
 	bump := pod("11", "web:1")
-	on, _ := New(Defaults, resources)
-	off, _ := New(nil, resources)
+	on, _ := New(Defaults)
+	off, _ := New(nil)
 	for _, bc := range []struct {
 		name string
 		f    *Filter
@@ -185,7 +184,7 @@ func BenchmarkPodUpdate(b *testing.B) {
 	b.Run("full-decode-and-diff", func(b *testing.B) {
 		// What a check costs when the kind has path rules: both states
 		// decoded and compared.
-		paths, _ := New([]string{"pods:status.conditions[*].lastProbeTime"}, resources)
+		paths, _ := New([]string{"pods:status.conditions[*].lastProbeTime"})
 		b.ReportAllocs()
 		for b.Loop() {
 			paths.Ignore("pods", prev, changed)

@@ -129,7 +129,7 @@ func startProcess(m *model, sink pipeline.Sink, store resume.Store, popts pipeli
 	pipe := pipeline.New(sink, &event.Translator{Cluster: "prop"}, popts)
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &process{pipe: pipe, tracker: tracker, stop: cancel, done: make(chan struct{})}
-	ignore, err := noise.New(noise.Defaults, kinds.Names(watched))
+	ignore, err := noise.New(noise.Defaults)
 	if err != nil {
 		panic(err)
 	}

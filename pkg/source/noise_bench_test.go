@@ -30,7 +30,7 @@ func BenchmarkHandlerPodUpdate(b *testing.B) {
 	prev := compactPod(b, "web", "10", "web:1")
 	changed := compactPod(b, "web", "11", "web:2")
 	bump := compactPod(b, "web", "11", "web:1")
-	defaults, err := noise.New(noise.Defaults, []string{"pods"})
+	defaults, err := noise.New(noise.Defaults)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -110,4 +110,3 @@ func TestHeartbeatsAndConfigMapKeysThroughNATS(t *testing.T) {
 		}
 	}
 }
-
