@@ -17,7 +17,9 @@ import (
 	"github.com/kubestream/kubestream/pkg/imagestorage"
 	"github.com/kubestream/kubestream/pkg/kinds"
 	"github.com/kubestream/kubestream/pkg/leader"
+	"github.com/kubestream/kubestream/pkg/noise"
 	"github.com/kubestream/kubestream/pkg/pipeline"
+	"github.com/kubestream/kubestream/pkg/redact"
 	kafkasink "github.com/kubestream/kubestream/pkg/sink/kafka"
 	"github.com/kubestream/kubestream/pkg/source"
 )
@@ -70,6 +72,12 @@ type runOptions struct {
 	LeaseName      string
 	LeaseNamespace string
 
+	// What is published: --ignore-paths, --configmap-data,
+	// --heartbeat-interval.
+	IgnorePaths       *noise.Paths
+	ConfigMapData     string
+	HeartbeatInterval time.Duration
+
 	Kafka        kafkasink.Options
 	NATS         natsSinkOptions
 	ImageStorage imagestorage.Options
@@ -77,28 +85,31 @@ type runOptions struct {
 
 func newRunOptions() *runOptions {
 	return &runOptions{
-		ClusterName:      "default",
-		Kinds:            strings.Join(kinds.Names(kinds.All()), ","),
-		ExcludeKinds:     discover.DefaultExclude,
-		MetadataOnly:     discover.DefaultMetadataOnly,
-		Resync:           DefaultResync,
-		ContentType:      "protobuf",
-		Sink:             "nats",
-		ListenAddress:    ":8080",
-		Workers:          4,
-		BatchSize:        256,
-		ShutdownTimeout:  30 * time.Second,
-		ReplayMarkerWait: 30 * time.Second,
-		UnreadyAfter:     time.Minute,
-		Resume:           true,
-		SnapshotOnStart:  "auto",
-		LeaseDuration:    leader.DefaultLeaseDuration,
-		RenewDeadline:    leader.DefaultRenewDeadline,
-		RetryPeriod:      leader.DefaultRetryPeriod,
-		LeaseName:        leader.DefaultName,
-		Kafka:            kafkasink.NewOptions(),
-		NATS:             newNATSSinkOptions(),
-		ImageStorage:     imagestorage.DefaultOptions(),
+		ClusterName:       "default",
+		Kinds:             strings.Join(kinds.Names(kinds.All()), ","),
+		ExcludeKinds:      discover.DefaultExclude,
+		MetadataOnly:      discover.DefaultMetadataOnly,
+		Resync:            DefaultResync,
+		ContentType:       "protobuf",
+		Sink:              "nats",
+		ListenAddress:     ":8080",
+		Workers:           4,
+		BatchSize:         256,
+		ShutdownTimeout:   30 * time.Second,
+		ReplayMarkerWait:  30 * time.Second,
+		UnreadyAfter:      time.Minute,
+		Resume:            true,
+		SnapshotOnStart:   "auto",
+		LeaseDuration:     leader.DefaultLeaseDuration,
+		RenewDeadline:     leader.DefaultRenewDeadline,
+		RetryPeriod:       leader.DefaultRetryPeriod,
+		LeaseName:         leader.DefaultName,
+		IgnorePaths:       noise.NewPaths(noise.Defaults),
+		ConfigMapData:     "full",
+		HeartbeatInterval: 30 * time.Second,
+		Kafka:             kafkasink.NewOptions(),
+		NATS:              newNATSSinkOptions(),
+		ImageStorage:      imagestorage.DefaultOptions(),
 	}
 }
 
@@ -132,6 +143,9 @@ func (o *runOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.RetryPeriod, "leader-elect-retry-period", o.RetryPeriod, "pause between attempts to acquire or renew the lease")
 	fs.StringVar(&o.LeaseName, "leader-elect-resource-name", o.LeaseName, "name of the Lease")
 	fs.StringVar(&o.LeaseNamespace, "leader-elect-resource-namespace", o.LeaseNamespace, "namespace of the Lease (default: the pod's namespace in a cluster, else default)")
+	fs.Var(o.IgnorePaths, "ignore-paths", "updates that change only these paths are not published (counted in kubestream_updates_ignored_total): [kind:]path rules, comma-separated; [*] is any index or key; metadata.resourceVersion stands for updates that change nothing else; empty ignores nothing")
+	fs.StringVar(&o.ConfigMapData, "configmap-data", o.ConfigMapData, "config map values in events: full; hash (each value replaced by its SHA-256); keys (values dropped). Sizes stay in the summary")
+	fs.DurationVar(&o.HeartbeatInterval, "heartbeat-interval", o.HeartbeatInterval, "period of each kind's HEARTBEAT event (latest resourceVersion seen, everything before it published); 0 disables")
 	o.Kafka.AddFlags(fs)
 	o.NATS.AddFlags(fs)
 	o.ImageStorage.AddFlags(fs)
@@ -178,6 +192,25 @@ func (o *runOptions) Validate() []error {
 	if o.ListenAddress != "" {
 		if _, _, err := net.SplitHostPort(o.ListenAddress); err != nil {
 			bad("--listen-address %q is not host:port (for example :8080), or empty to disable", o.ListenAddress)
+		}
+	}
+	if _, err := redact.Parse(o.ConfigMapData); err != nil {
+		errs = append(errs, err)
+	}
+	if o.HeartbeatInterval < 0 {
+		bad("--heartbeat-interval %s is negative: use 0 to disable heartbeats", o.HeartbeatInterval)
+	} else if o.HeartbeatInterval > 0 && o.HeartbeatInterval < time.Second {
+		bad("--heartbeat-interval %s is under a second: heartbeats carry whole seconds, use 1s or more", o.HeartbeatInterval)
+	}
+	if ignore, err := noise.New(o.IgnorePaths.Rules()); err != nil {
+		errs = append(errs, err)
+	} else if sel, err := o.selection(); err == nil && o.IgnorePaths.Given() {
+		// Rules the user wrote for a kind not watched are a typo or a
+		// forgotten --kinds; the defaults name nodes whatever is watched.
+		for _, k := range ignore.Kinds() {
+			if !sel.Covers(k) && !named(sel, k) {
+				bad("--ignore-paths names kind %q, which is not watched: add it to --kinds or drop its rules", k)
+			}
 		}
 	}
 	switch o.Sink {
@@ -245,6 +278,13 @@ func (o *runOptions) Complete(stdout io.Writer) (app.Config, app.SinkOpener, err
 		e := o.election()
 		cfg.LeaderElection = &e
 	}
+	if cfg.ConfigMapData, err = redact.Parse(o.ConfigMapData); err != nil {
+		return app.Config{}, nil, err
+	}
+	if cfg.Ignore, err = noise.New(o.IgnorePaths.Rules()); err != nil {
+		return app.Config{}, nil, err
+	}
+	cfg.HeartbeatInterval = o.HeartbeatInterval
 	if o.ImageStorage.Enabled {
 		cfg.Derivers = []source.Deriver{imagestorage.NewTracker(o.ImageStorage)}
 		// Image storage derives from nodes: without them its stream stays
@@ -263,6 +303,20 @@ func (o *runOptions) Complete(stdout io.Writer) (app.Config, app.SinkOpener, err
 		return app.Config{}, nil, errors.New("--sink: " + o.Sink + " is unknown")
 	}
 	return cfg, open, nil
+}
+
+// named reports whether a kind is among the kinds --kinds names, in
+// kubestream's spelling (a typed kind's short names resolve to it).
+func named(sel discover.Selection, resource string) bool {
+	for _, n := range sel.Names {
+		if n == resource {
+			return true
+		}
+		if k, err := kinds.Parse(n); err == nil && len(k) == 1 && k[0].Resource == resource {
+			return true
+		}
+	}
+	return false
 }
 
 // selection parses --kinds, --exclude-kinds and --kinds-metadata-only;

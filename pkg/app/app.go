@@ -26,11 +26,14 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
+	"github.com/kubestream/kubestream/pkg/change"
 	"github.com/kubestream/kubestream/pkg/discover"
 	"github.com/kubestream/kubestream/pkg/event"
 	"github.com/kubestream/kubestream/pkg/kinds"
 	"github.com/kubestream/kubestream/pkg/leader"
+	"github.com/kubestream/kubestream/pkg/noise"
 	"github.com/kubestream/kubestream/pkg/pipeline"
+	"github.com/kubestream/kubestream/pkg/redact"
 	"github.com/kubestream/kubestream/pkg/resume"
 	"github.com/kubestream/kubestream/pkg/server"
 	"github.com/kubestream/kubestream/pkg/source"
@@ -86,6 +89,14 @@ type Config struct {
 	DerivedStreams []string
 	// Registry receives metrics; default a new registry.
 	Registry *prometheus.Registry
+
+	// Ignore, when set, keeps updates that change only ignored paths from
+	// being published (--ignore-paths).
+	Ignore *noise.Filter
+	// ConfigMapData says how config map values appear (--configmap-data).
+	ConfigMapData redact.Policy
+	// HeartbeatInterval is the period of each kind's heartbeat; 0 disables.
+	HeartbeatInterval time.Duration
 }
 
 // badInput marks an error caused by the user's input (exit code 2).
@@ -273,6 +284,13 @@ func Run(ctx context.Context, cfg Config, openSink SinkOpener) error {
 		// delete is never missed across a crash.
 		popts.BeforePublish = tracker.Intend
 	}
+	if tracker != nil {
+		// An ignored update's position counts as acknowledged once the
+		// object's earlier events were: a restart does not send it.
+		popts.OnAdvanced = func(c *change.Change) {
+			tracker.Seed(c.Key(), resume.Entry{UID: c.UID(), ResourceVersion: c.Object.GetResourceVersion()})
+		}
+	}
 	userAck := popts.OnAcknowledged
 	var firstRoundDelivered atomic.Bool
 	popts.OnAcknowledged = func(ev *kubestreamv1.Event, enqueued time.Time) {
@@ -290,20 +308,25 @@ func Run(ctx context.Context, cfg Config, openSink SinkOpener) error {
 			userAck(ev, enqueued)
 		}
 	}
-	translator := &event.Translator{Cluster: cfg.ClusterName, Instance: cfg.Instance, ContentType: cfg.ContentType}
+	translator := &event.Translator{Cluster: cfg.ClusterName, Instance: cfg.Instance, ContentType: cfg.ContentType, ConfigMapData: cfg.ConfigMapData}
 	pipe := pipeline.New(sink, translator, popts)
 	sopts := source.Options{
 		RestConfig: restCfg, Kinds: ks, Namespace: cfg.Namespace, Selector: cfg.Selector,
 		Resync: cfg.Resync, Queue: pipe, Derivers: cfg.Derivers,
+		HeartbeatInterval: cfg.HeartbeatInterval,
 	}
 	if patterns {
 		sopts.Covers = cfg.Selection.Covers
+	}
+	if cfg.Ignore != nil {
+		sopts.Ignore = cfg.Ignore
 	}
 	src, err := source.New(sopts)
 	if err != nil {
 		closeSink(ctx)
 		return BadInput(err)
 	}
+	registerNoise(reg, cfg.Ignore, src, pipe)
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "kubestream", Name: "replay_rounds_skipped_total",
 		Help: "Replay rounds not started because the previous round was not delivered yet (the broker is behind or down)."},
 		func() float64 { return float64(src.SkippedRounds()) }))
@@ -519,6 +542,43 @@ func openStateStore(ctx context.Context, cfg Config, sink Sink) (resume.Store, e
 		return nil, fmt.Errorf("open the state store: %w", err)
 	}
 	return store, nil
+}
+
+// ignoredCollector exports kubestream_updates_ignored_total per watched
+// kind (kinds may be discovered while running), 0 until one is ignored.
+type ignoredCollector struct {
+	f   *noise.Filter
+	src *source.Source
+}
+
+var ignoredDesc = prometheus.NewDesc("kubestream_updates_ignored_total",
+	"Updates not published because they changed only --ignore-paths (their position is still recorded).", []string{"kind"}, nil)
+
+func (c ignoredCollector) Describe(ch chan<- *prometheus.Desc) { ch <- ignoredDesc }
+
+func (c ignoredCollector) Collect(ch chan<- prometheus.Metric) {
+	counts := c.f.Ignored()
+	for _, k := range c.src.Kinds() {
+		if _, ok := counts[k.Resource]; !ok {
+			counts[k.Resource] = 0
+		}
+	}
+	for kind, n := range counts {
+		ch <- prometheus.MustNewConstMetric(ignoredDesc, prometheus.CounterValue, float64(n), kind)
+	}
+}
+
+// registerNoise exports what noise control and heartbeats did.
+func registerNoise(reg *prometheus.Registry, ignore *noise.Filter, src *source.Source, pipe *pipeline.Pipeline) {
+	if ignore != nil {
+		reg.MustRegister(ignoredCollector{f: ignore, src: src})
+	}
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "kubestream", Name: "heartbeats_deferred_total",
+		Help: "Heartbeat ticks skipped for a kind because its handler was behind its informer."},
+		func() float64 { return float64(src.HeartbeatsDeferred()) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "kubestream", Name: "heartbeats_forced_total",
+		Help: "Heartbeats published naming keys whose earlier events were still failing (pending_keys)."},
+		func() float64 { return float64(pipe.Stats().HeartbeatsForced) }))
 }
 
 func registerTracker(reg *prometheus.Registry, t *resume.Tracker) {

@@ -35,6 +35,12 @@ const (
 	Snapshot    = Op(kubestreamv1.Operation_OPERATION_SNAPSHOT)
 	ReplayBegin = Op(kubestreamv1.Operation_OPERATION_REPLAY_BEGIN)
 	ReplayEnd   = Op(kubestreamv1.Operation_OPERATION_REPLAY_END)
+	Heartbeat   = Op(kubestreamv1.Operation_OPERATION_HEARTBEAT)
+	// Advanced is an update that is not published (it changed only ignored
+	// paths): once the object's earlier changes are acknowledged, its
+	// resourceVersion is recorded as if it had been, so a restart does not
+	// send it. It has no wire operation.
+	Advanced Op = 100
 )
 
 func (o Op) String() string {
@@ -51,6 +57,10 @@ func (o Op) String() string {
 		return "replay_begin"
 	case ReplayEnd:
 		return "replay_end"
+	case Heartbeat:
+		return "heartbeat"
+	case Advanced:
+		return "advanced"
 	}
 	return "unknown"
 }
@@ -91,7 +101,10 @@ type Change struct {
 	// ImageStorage is set on derived image-storage events; Object or Previous
 	// is the node it was derived from.
 	ImageStorage *kubestreamv1.ImageStorage
-	ObservedAt   time.Time
+	// Heartbeat is set on heartbeats: the kind's watermark (Kind is the
+	// kind). The pipeline fills in the pending keys.
+	Heartbeat  *kubestreamv1.Heartbeat
+	ObservedAt time.Time
 }
 
 // IsMarker reports whether c is a replay marker.
@@ -106,13 +119,20 @@ func (c *Change) Subject() Object {
 	return c.Previous
 }
 
+// HeartbeatKeyPrefix starts the pipeline key of a kind's heartbeats.
+const HeartbeatKeyPrefix = "heartbeat/"
+
 // Key identifies the stream a change belongs to: all changes with one key are
 // published in order. It is kind/namespace/name, not the uid, so that a
 // delete and a re-create under the same name stay in order. Image-storage
-// events have their own key per node. Markers have no key.
+// events have their own key per node, heartbeats one per kind. Markers have
+// no key.
 func (c *Change) Key() string {
 	if c.IsMarker() {
 		return ""
+	}
+	if c.Op == Heartbeat {
+		return HeartbeatKeyPrefix + c.Kind.Resource
 	}
 	o := c.Subject()
 	res := c.Kind.Resource
@@ -149,8 +169,13 @@ func (c *Change) UID() string {
 //	                       keeps its own id; the round still mentions the object
 //	updated  + snapshot -> updated with the snapshot's state
 //	any      + deleted  -> deleted with the final state
+//	any      + advanced -> the pending change with the newer state (the
+//	                       consumer gets the latest state, and the position
+//	                       follows it)
+//	advanced + updated  -> updated from the advanced change's previous state
+//	advanced + other    -> the other
 func Coalesce(pending, next *Change) (*Change, bool) {
-	if pending.IsMarker() || next.IsMarker() || pending.Op == Deleted {
+	if pending.IsMarker() || next.IsMarker() || pending.Op == Deleted || pending.Op == Heartbeat || next.Op == Heartbeat {
 		return nil, false
 	}
 	if pending.UID() != next.UID() {
@@ -158,6 +183,16 @@ func Coalesce(pending, next *Change) (*Change, bool) {
 	}
 	if pending.ImageStorage != nil || next.ImageStorage != nil {
 		return coalesceImageStorage(pending, next)
+	}
+	if next.Op == Advanced {
+		if pending.Op == Advanced {
+			merged := *next
+			merged.Previous = pending.Previous
+			return &merged, true
+		}
+		merged := *pending
+		merged.Object = next.Object
+		return &merged, true
 	}
 	merged := *next
 	switch next.Op {
@@ -183,6 +218,10 @@ func Coalesce(pending, next *Change) (*Change, bool) {
 			merged.Op = Updated
 			merged.ReplayID = ""
 			merged.Previous = pending.Previous
+		case Advanced:
+			if next.Op == Updated {
+				merged.Previous = pending.Previous
+			}
 		}
 		return &merged, true
 	}

@@ -33,6 +33,13 @@ func TestCoalesce(t *testing.T) {
 		{"snapshot then deleted is the delete", mk(change.Snapshot, v1, nil), mk(change.Deleted, nil, v2), true, change.Deleted, nil, v2},
 		{"nothing folds into a delete", mk(change.Deleted, nil, v1), mk(change.Created, other, nil), false, 0, nil, nil},
 		{"different uids stay apart", mk(change.Updated, v2, v1), mk(change.Updated, other, other), false, 0, nil, nil},
+		{"an ignored update moves a pending create to the newer state", mk(change.Created, v1, nil), mk(change.Advanced, v2, v1), true, change.Created, v2, nil},
+		{"an ignored update moves a pending update to the newer state", mk(change.Updated, v2, v1), mk(change.Advanced, v3, v2), true, change.Updated, v3, v1},
+		{"an ignored update moves a pending snapshot to the newer state", mk(change.Snapshot, v1, nil), mk(change.Advanced, v2, v1), true, change.Snapshot, v2, nil},
+		{"ignored updates fold into one", mk(change.Advanced, v2, v1), mk(change.Advanced, v3, v2), true, change.Advanced, v3, v1},
+		{"an update after an ignored one starts from what consumers have", mk(change.Advanced, v2, v1), mk(change.Updated, v3, v2), true, change.Updated, v3, v1},
+		{"a delete after an ignored update is the delete", mk(change.Advanced, v2, v1), mk(change.Deleted, nil, v3), true, change.Deleted, nil, v3},
+		{"heartbeats never fold", &change.Change{Kind: kinds.ConfigMaps, Op: change.Heartbeat}, &change.Change{Kind: kinds.ConfigMaps, Op: change.Heartbeat}, false, 0, nil, nil},
 		{"markers never fold", &change.Change{Op: change.ReplayBegin}, &change.Change{Op: change.ReplayEnd}, false, 0, nil, nil},
 	}
 	for _, tt := range tests {

@@ -17,6 +17,10 @@
 //     does a resume round (reason REPLAY_REASON_RESUME): it sends only what
 //     changed while kubestream was down.
 //
+// HEARTBEAT events carry no object state either: a consumer keeps none from
+// them. State remembers the latest per kind (Watermark) for those that want
+// to know how complete their state is, or whether the stream stalled.
+//
 // Applying an event twice (a redelivery) is harmless; events can be
 // deduplicated by id.
 package contract
@@ -44,6 +48,8 @@ type State struct {
 	rounds  map[string]*round  // open rounds by replay id
 	deleted map[string]bool    // uids that got a DELETED
 	dropped []string           // uids removed by a REPLAY_END
+	// watermarks are the latest heartbeat per kind.
+	watermarks map[string]*kubestreamv1.Heartbeat
 }
 
 type round struct {
@@ -54,8 +60,14 @@ type round struct {
 
 // New returns an empty state.
 func New() *State {
-	return &State{objects: map[string]*Object{}, rounds: map[string]*round{}, deleted: map[string]bool{}}
+	return &State{objects: map[string]*Object{}, rounds: map[string]*round{}, deleted: map[string]bool{},
+		watermarks: map[string]*kubestreamv1.Heartbeat{}}
 }
+
+// Watermark returns the latest heartbeat of a kind ("pods") applied, nil if
+// none: the stream held every change of the kind up to its
+// resource_version, except its pending_keys (docs/contract.md).
+func (s *State) Watermark(resource string) *kubestreamv1.Heartbeat { return s.watermarks[resource] }
 
 // Key returns the key of an event's object: resource/namespace/name.
 func Key(ev *kubestreamv1.Event) string {
@@ -94,7 +106,8 @@ func (s *State) Apply(ev *kubestreamv1.Event) { s.Step(ev) }
 
 // Step applies one event and returns what it did, in order: the upsert or
 // delete of an object event; for a REPLAY_END, the objects it dropped and
-// then the RoundEnded effect. Image-storage events return nothing.
+// then the RoundEnded effect. Image-storage events and heartbeats return
+// nothing (a heartbeat is kept as the kind's watermark).
 func (s *State) Step(ev *kubestreamv1.Event) []Effect {
 	switch ev.GetOperation() {
 	case kubestreamv1.Operation_OPERATION_REPLAY_BEGIN:
@@ -102,6 +115,11 @@ func (s *State) Step(ev *kubestreamv1.Event) []Effect {
 		return nil
 	case kubestreamv1.Operation_OPERATION_REPLAY_END:
 		return s.end(ev.GetReplay())
+	case kubestreamv1.Operation_OPERATION_HEARTBEAT:
+		if hb := ev.GetHeartbeat(); hb != nil {
+			s.watermarks[hb.GetResource()] = hb
+		}
+		return nil
 	}
 	if ev.GetImageStorage() != nil || ev.GetObject() == nil {
 		return nil

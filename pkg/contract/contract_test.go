@@ -69,6 +69,9 @@ func TestRule(t *testing.T) {
 		{"image-storage events carry no object state", []*kubestreamv1.Event{
 			{Operation: created, Object: &kubestreamv1.ObjectRef{Resource: "nodes", Name: "n", Uid: "n1"}, Payload: &kubestreamv1.Event_ImageStorage{ImageStorage: &kubestreamv1.ImageStorage{Node: "n"}}},
 		}, "[]", "[]"},
+		{"heartbeats carry no object state and do not count as mentions", []*kubestreamv1.Event{
+			obj(created, "a", "u1", "1"), marker(begin, "r", nil, false), heartbeat("pods", "7"), marker(end, "r", nil, false),
+		}, "[]", "[u1]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -83,6 +86,27 @@ func TestRule(t *testing.T) {
 				t.Errorf("dropped = %s, want %s", got, tt.wantDropped)
 			}
 		})
+	}
+}
+
+func heartbeat(resource, rv string) *kubestreamv1.Event {
+	return &kubestreamv1.Event{Operation: kubestreamv1.Operation_OPERATION_HEARTBEAT,
+		Payload: &kubestreamv1.Event_Heartbeat{Heartbeat: &kubestreamv1.Heartbeat{Resource: resource, ResourceVersion: rv}}}
+}
+
+func TestWatermarkIsTheLatestHeartbeatPerKind(t *testing.T) {
+	s := contract.New()
+	s.Apply(heartbeat("pods", "7"))
+	s.Apply(heartbeat("nodes", "8"))
+	s.Apply(heartbeat("pods", "9"))
+	if got := s.Watermark("pods").GetResourceVersion(); got != "9" {
+		t.Errorf("pods watermark %q, want 9", got)
+	}
+	if got := s.Watermark("nodes").GetResourceVersion(); got != "8" {
+		t.Errorf("nodes watermark %q, want 8", got)
+	}
+	if s.Watermark("configmaps") != nil {
+		t.Error("watermark of a kind without heartbeats")
 	}
 }
 

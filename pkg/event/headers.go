@@ -15,7 +15,8 @@ const (
 	// HeaderID is the event id (Event.id): deduplicate on it.
 	HeaderID = "ks-id"
 	// HeaderOp is the operation: created, updated, deleted, snapshot,
-	// replay_begin, replay_end (and tombstone on Kafka tombstones).
+	// replay_begin, replay_end, heartbeat (and tombstone on Kafka
+	// tombstones).
 	HeaderOp = "ks-op"
 	// HeaderKind is the resource name ("pods", "certificates.cert-manager.io",
 	// "imagestorage"); on replay markers the covered kinds, comma-separated.
@@ -90,11 +91,14 @@ const ReplayResource = "replay"
 
 // Resource is the resource name an event is about (ObjectRef.resource:
 // "pods", "certificates.cert-manager.io"), "imagestorage" for image-storage
-// events and "replay" for markers. Events written before ObjectRef.resource
-// existed get it from their kind: the typed kinds' names, else the
-// lower-case plural Kubernetes names resources by.
+// events, "replay" for markers, and for heartbeats the kind they are of.
+// Events written before ObjectRef.resource existed get it from their kind:
+// the typed kinds' names, else the lower-case plural Kubernetes names
+// resources by.
 func Resource(ev *kubestreamv1.Event) string {
 	switch {
+	case ev.GetHeartbeat() != nil:
+		return ev.GetHeartbeat().GetResource()
 	case ev.GetReplay() != nil:
 		return ReplayResource
 	case ev.GetImageStorage() != nil:

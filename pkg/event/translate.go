@@ -10,6 +10,7 @@ import (
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
 	"github.com/kubestream/kubestream/pkg/change"
 	"github.com/kubestream/kubestream/pkg/kinds"
+	"github.com/kubestream/kubestream/pkg/redact"
 )
 
 // SchemaVersion is the version of the wire contract this package writes.
@@ -23,6 +24,8 @@ type Translator struct {
 	Instance string
 	// ContentType of object states: protobuf (default) or JSON.
 	ContentType kubestreamv1.ContentType
+	// ConfigMapData says how config map values appear (--configmap-data).
+	ConfigMapData redact.Policy
 }
 
 // Translate builds the event for a change.
@@ -51,6 +54,9 @@ func (t *Translator) Translate(c *change.Change) (*kubestreamv1.Event, error) {
 		}}
 		return ev, nil
 	}
+	if c.Op == change.Heartbeat {
+		return t.heartbeat(ev, c)
+	}
 	subject := c.Subject()
 	if subject == nil {
 		return nil, fmt.Errorf("%s change of %s without an object", c.Op, c.Kind.Resource)
@@ -73,13 +79,18 @@ func (t *Translator) Translate(c *change.Change) (*kubestreamv1.Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Kinds served only as JSON (custom resources) are sent as JSON: the
-	// content type is per event.
+	// Config map values per --configmap-data (redact.go): states and changed
+	// paths see the treated objects, the summary the real ones. Kinds
+	// served only as JSON (custom resources) are sent as JSON: the content
+	// type is per event.
+	realObj, realPrev := obj, prev
+	cachedObj, obj := t.redacted(c.Object, obj)
+	cachedPrev, prev := t.redacted(c.Previous, prev)
 	var objCT, prevCT kubestreamv1.ContentType
-	if oc.Object, objCT, err = encodeState(c.Object, obj, c.Kind, ct); err != nil {
+	if oc.Object, objCT, err = encodeState(cachedObj, obj, c.Kind, ct); err != nil {
 		return nil, err
 	}
-	if oc.Previous, prevCT, err = encodeState(c.Previous, prev, c.Kind, ct); err != nil {
+	if oc.Previous, prevCT, err = encodeState(cachedPrev, prev, c.Kind, ct); err != nil {
 		return nil, err
 	}
 	switch {
@@ -97,14 +108,15 @@ func (t *Translator) Translate(c *change.Change) (*kubestreamv1.Event, error) {
 	if c.Op == change.Updated && prev != nil && obj != nil {
 		oc.ChangedPaths = ChangedPaths(prev, obj)
 	}
-	full := obj
+	full := realObj
 	if full == nil {
-		full = prev
+		full = realPrev
 	}
 	ev.Object = objectRef(c.Kind, full)
 	if !isRemembered(full) {
 		summarize(oc, c.Kind, full)
 	}
+	t.notePolicy(oc)
 	ev.Payload = &kubestreamv1.Event_Change{Change: oc}
 	return ev, nil
 }

@@ -24,6 +24,14 @@
 //   - Deletes are not lost silently: a delete the sink refuses for good is
 //     published once more as its identity alone; only if that fails too it
 //     is counted in DeletesLost.
+//   - Heartbeats follow their kind: a kind's heartbeat is published only
+//     after every change of that kind enqueued before it was acknowledged
+//     (or, once it has waited MarkerWait and all of them are failing, naming
+//     their keys), without holding back anything enqueued after it. A newer
+//     heartbeat of a kind replaces one still waiting.
+//   - Ignored updates (change.Advanced) are never published: they take their
+//     place in their key's order and, when their turn comes, OnAdvanced
+//     records their position.
 package pipeline
 
 import (
@@ -31,11 +39,14 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"k8s.io/klog/v2"
 
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
@@ -86,6 +97,10 @@ type Options struct {
 	// OnAcknowledged, when set, is called after events were acknowledged with
 	// the time each was first enqueued. It runs on a worker: keep it cheap.
 	OnAcknowledged func(ev *kubestreamv1.Event, enqueued time.Time)
+	// OnAdvanced, when set, is called for an ignored update (change.Advanced)
+	// once every earlier change of its key was acknowledged: the position it
+	// stands for may be recorded. It runs on a worker: keep it cheap.
+	OnAdvanced func(c *change.Change)
 }
 
 // maxPendingKeys bounds the keys a marker names; beyond it the marker says
@@ -130,9 +145,14 @@ type Stats struct {
 	// MarkersForced counts markers published while keys they waited for
 	// were still failing (see Options.MarkerWait).
 	MarkersForced uint64
-	Pending       int // changes queued or in flight now
-	Keys          int // objects with queued or in-flight changes now
-	Markers       int // replay markers not yet acknowledged
+	// Advanced counts ignored updates whose position was recorded;
+	// HeartbeatsReplaced heartbeats replaced by a newer one of their kind
+	// while waiting; HeartbeatsForced heartbeats published naming pending
+	// keys.
+	Advanced, HeartbeatsReplaced, HeartbeatsForced uint64
+	Pending                                        int // changes queued or in flight now
+	Keys                                           int // objects with queued or in-flight changes now
+	Markers                                        int // replay markers not yet acknowledged
 	// Failing is how many queued changes failed their last attempt;
 	// FailingSince when the oldest of them first failed, and LastError
 	// the most recent failure.
@@ -156,7 +176,24 @@ type item struct {
 	identityOnly bool
 	// headSince (fences only) is when the fence became the first in line.
 	headSince time.Time
+	// waiters are the heartbeats waiting for this item; done is set once it
+	// was acknowledged or dropped.
+	waiters []*item
+	done    bool
+	// Heartbeats only: waitFor are the items of the kind queued before it,
+	// remaining how many of them are not done; forced lets it go although
+	// some are not; replaced marks one a newer heartbeat took the place of.
+	waitFor   []*item
+	remaining int
+	forced    bool
+	replaced  bool
 }
+
+func (it *item) heartbeat() bool { return it.ch.Op == change.Heartbeat }
+
+// releasable reports whether an item may be dispatched as far as
+// heartbeats are concerned.
+func (it *item) releasable() bool { return !it.heartbeat() || it.remaining == 0 || it.forced }
 
 // keyState holds the queued changes of one key, oldest first.
 type keyState struct {
@@ -195,6 +232,7 @@ type Pipeline struct {
 
 	enqueued, published, retried, coalesced, cancelled, lost atomic.Uint64
 	deletesIdentityOnly, deletesLost, markersForced          atomic.Uint64
+	advanced, heartbeatsReplaced, heartbeatsForced           atomic.Uint64
 
 	wg sync.WaitGroup
 	// idle is signalled when pending drops to zero.
@@ -247,6 +285,10 @@ func (p *Pipeline) Enqueue(c *change.Change) bool {
 		ks = &keyState{}
 		p.keys[key] = ks
 	}
+	if c.Op == change.Heartbeat {
+		p.enqueueHeartbeat(key, ks, c, now)
+		return true
+	}
 	// Only a change nobody has tried to publish yet, and that no marker
 	// separates from the new one, may absorb it.
 	if n := len(ks.items); n > 0 && !(n == 1 && ks.inFlight) && ks.items[n-1].attempts == 0 && ks.items[n-1].epoch == p.epoch {
@@ -273,6 +315,120 @@ func (p *Pipeline) Enqueue(c *change.Change) bool {
 	return true
 }
 
+// enqueueHeartbeat queues a kind's heartbeat behind every change of the kind
+// queued now. Heartbeats sit outside the epochs: markers do not wait for
+// them, nor they for markers. Caller holds mu.
+func (p *Pipeline) enqueueHeartbeat(key string, ks *keyState, c *change.Change, now time.Time) {
+	hb := &item{key: key, ch: c, enqueued: now}
+	prefix := c.Kind.Resource + "/"
+	for k, other := range p.keys {
+		if !strings.HasPrefix(k, prefix) {
+			continue
+		}
+		for _, it := range other.items {
+			// Heartbeats replaced meanwhile wait for nothing.
+			it.waiters = slices.DeleteFunc(it.waiters, func(w *item) bool { return w.replaced })
+			it.waiters = append(it.waiters, hb)
+			hb.waitFor = append(hb.waitFor, it)
+		}
+	}
+	hb.remaining = len(hb.waitFor)
+	if n := len(ks.items); n > 0 && !(n == 1 && ks.inFlight) {
+		// The waiting one says less than this one: replace it.
+		ks.items[n-1].replaced = true
+		ks.items[n-1] = hb
+		p.heartbeatsReplaced.Add(1)
+	} else {
+		ks.items = append(ks.items, hb)
+		p.pending++
+	}
+	if ks.items[0] == hb && !ks.inFlight {
+		p.makeReady(key, hb)
+	}
+}
+
+// doneWaiting marks an item acknowledged or dropped for the heartbeats
+// waiting for it, and lets go those that waited for nothing else. Caller
+// holds mu.
+func (p *Pipeline) doneWaiting(it *item) {
+	it.done = true
+	for _, hb := range it.waiters {
+		if hb.replaced {
+			continue
+		}
+		hb.remaining--
+		if hb.remaining == 0 {
+			p.readyIfHead(hb)
+		}
+	}
+	it.waiters = nil
+}
+
+// readyIfHead makes a heartbeat dispatchable when it is first in line.
+// Caller holds mu.
+func (p *Pipeline) readyIfHead(hb *item) {
+	if ks := p.keys[hb.key]; ks != nil && len(ks.items) > 0 && ks.items[0] == hb && !ks.inFlight {
+		p.makeReady(hb.key, hb)
+	}
+}
+
+// maybeForceHeartbeats lets go the heartbeats that waited MarkerWait for
+// changes that are all failing: they go out naming those keys. Caller holds
+// mu.
+func (p *Pipeline) maybeForceHeartbeats(now time.Time) {
+	if p.opts.MarkerWait < 0 {
+		return
+	}
+	for key, ks := range p.keys {
+		if !strings.HasPrefix(key, change.HeartbeatKeyPrefix) || len(ks.items) == 0 || ks.inFlight {
+			continue
+		}
+		hb := ks.items[0]
+		if hb.releasable() || now.Sub(hb.enqueued) < p.opts.MarkerWait {
+			continue
+		}
+		failing := true
+		for _, it := range hb.waitFor {
+			if !it.done && it.firstFailure.IsZero() {
+				failing = false
+				break
+			}
+		}
+		if failing {
+			hb.forced = true
+			p.heartbeatsForced.Add(1)
+			p.makeReady(key, hb)
+		}
+	}
+}
+
+// withHeartbeatPending returns a heartbeat naming the keys of the changes it
+// waited for that are still not acknowledged.
+func (p *Pipeline) withHeartbeatPending(it *item) *change.Change {
+	p.mu.Lock()
+	seen := map[string]bool{}
+	var keys []string
+	truncated := false
+	for _, w := range it.waitFor {
+		if w.done || seen[w.key] {
+			continue
+		}
+		if len(keys) == maxPendingKeys {
+			truncated = true
+			break
+		}
+		seen[w.key] = true
+		keys = append(keys, w.key)
+	}
+	p.mu.Unlock()
+	sort.Strings(keys)
+	out := *it.ch
+	hb := proto.CloneOf(it.ch.Heartbeat)
+	hb.PendingKeys, hb.PendingKeysTruncated = keys, truncated
+	out.Heartbeat = hb
+	return &out
+}
+
 // dropLast removes a key's last item, which was never handed to the sink.
 // Stale entries of the key in ready or parked are skipped by next. Caller
 // holds mu.
@@ -282,6 +438,7 @@ func (p *Pipeline) dropLast(key string, ks *keyState) {
 	ks.items = ks.items[:n-1]
 	p.epochItems[p.epochOf(it)]--
 	p.pending--
+	p.doneWaiting(it)
 	if len(ks.items) == 0 && !ks.inFlight {
 		delete(p.keys, key)
 	}
@@ -300,6 +457,9 @@ func (p *Pipeline) epochOf(it *item) uint64 { return max(it.epoch, p.currentEpoc
 // makeReady queues key for dispatch, or parks it until its epoch comes.
 // Caller holds mu.
 func (p *Pipeline) makeReady(key string, head *item) {
+	if !head.releasable() {
+		return // its last awaited change lets it go
+	}
 	if head.epoch > p.currentEpoch {
 		p.parked[head.epoch] = append(p.parked[head.epoch], key)
 		return
@@ -331,7 +491,10 @@ func (p *Pipeline) maybeForceFence(now time.Time) {
 	if now.Sub(p.fences[0].headSince) < p.opts.MarkerWait || len(p.failing) == 0 {
 		return
 	}
-	for _, ks := range p.keys {
+	for key, ks := range p.keys {
+		if strings.HasPrefix(key, change.HeartbeatKeyPrefix) {
+			continue // markers do not wait for heartbeats
+		}
 		if len(ks.items) > 0 && ks.items[0].epoch <= p.currentEpoch && ks.items[0].firstFailure.IsZero() {
 			return // still making progress, or not tried yet
 		}
@@ -351,7 +514,7 @@ func (p *Pipeline) releaseFence() {
 // holds mu.
 func (p *Pipeline) pendingKeys() (keys []string, truncated bool) {
 	for key, ks := range p.keys {
-		if len(ks.items) == 0 || ks.items[0].epoch > p.currentEpoch {
+		if len(ks.items) == 0 || ks.items[0].epoch > p.currentEpoch || strings.HasPrefix(key, change.HeartbeatKeyPrefix) {
 			continue
 		}
 		if len(keys) == maxPendingKeys {
@@ -426,6 +589,7 @@ func (p *Pipeline) watchFences(ctx context.Context) {
 			p.mu.Lock()
 			done := p.closed && p.pending == 0
 			p.maybeForceFence(now)
+			p.maybeForceHeartbeats(now)
 			p.mu.Unlock()
 			if done {
 				return
@@ -489,6 +653,9 @@ func (p *Pipeline) Stats() Stats {
 	st.DeletesIdentityOnly = p.deletesIdentityOnly.Load()
 	st.DeletesLost = p.deletesLost.Load()
 	st.MarkersForced = p.markersForced.Load()
+	st.Advanced = p.advanced.Load()
+	st.HeartbeatsReplaced = p.heartbeatsReplaced.Load()
+	st.HeartbeatsForced = p.heartbeatsForced.Load()
 	return st
 }
 
@@ -519,7 +686,7 @@ func (p *Pipeline) next(ctx context.Context) []*item {
 			ks := p.keys[key]
 			// Stale entries: the key's item vanished, is taken, or waits
 			// for a later epoch (and is parked for it).
-			if ks == nil || ks.inFlight || len(ks.items) == 0 || ks.items[0].epoch > p.currentEpoch {
+			if ks == nil || ks.inFlight || len(ks.items) == 0 || ks.items[0].epoch > p.currentEpoch || !ks.items[0].releasable() {
 				continue
 			}
 			ks.inFlight = true
@@ -544,10 +711,22 @@ func (p *Pipeline) worker(ctx context.Context) {
 		events := make([]*kubestreamv1.Event, 0, len(batch))
 		sent := make([]*item, 0, len(batch))
 		for _, it := range batch {
-			if it.ch.Op == change.ReplayEnd {
+			switch it.ch.Op {
+			case change.Advanced:
+				// Its turn: every earlier change of the key is acknowledged.
+				if p.opts.OnAdvanced != nil {
+					p.opts.OnAdvanced(it.ch)
+				}
+				p.advanced.Add(1)
+				p.finish(it)
+				continue
+			case change.ReplayEnd:
 				// Named afresh on every attempt: what is still pending now.
 				it.ev = nil
 				it.ch = p.withPendingKeys(it.ch)
+			case change.Heartbeat:
+				it.ev = nil
+				it.ch = p.withHeartbeatPending(it)
 			}
 			if it.ev == nil {
 				ev, err := p.translator.Translate(it.ch)
@@ -731,7 +910,17 @@ func (p *Pipeline) finish(it *item) {
 	delete(p.failing, it)
 	if it.key == "" {
 		p.fenceDone(now)
+	} else if it.heartbeat() {
+		ks := p.keys[it.key]
+		ks.items = ks.items[1:]
+		ks.inFlight = false
+		if len(ks.items) == 0 {
+			delete(p.keys, it.key)
+		} else {
+			p.makeReady(it.key, ks.items[0])
+		}
 	} else {
+		p.doneWaiting(it)
 		ks := p.keys[it.key]
 		ks.items = ks.items[1:]
 		ks.inFlight = false

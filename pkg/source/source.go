@@ -72,6 +72,12 @@ type Options struct {
 	Derivers []Deriver
 	// Now returns the observation time; default time.Now.
 	Now func() time.Time
+	// Ignore, when set, keeps updates that change only ignored paths from
+	// being published (ignore.go).
+	Ignore Ignorer
+	// HeartbeatInterval is the period of each kind's heartbeat; 0 disables
+	// them (heartbeat.go).
+	HeartbeatInterval time.Duration
 }
 
 // SyncStat reports one kind's initial list.
@@ -96,6 +102,8 @@ type Source struct {
 	// skipped counts replay rounds not started because the previous one
 	// was still undelivered.
 	skipped atomic.Uint64
+	// heartbeatsDeferred counts heartbeats not sent at their tick.
+	heartbeatsDeferred atomic.Uint64
 }
 
 type watchedKind struct {
@@ -134,6 +142,9 @@ func New(opts Options) (*Source, error) {
 	}
 	if opts.Resync < 0 {
 		return nil, fmt.Errorf("resync period %s is negative: use 0 to disable replays", opts.Resync)
+	}
+	if opts.HeartbeatInterval < 0 {
+		return nil, fmt.Errorf("heartbeat interval %s is negative: use 0 to disable heartbeats", opts.HeartbeatInterval)
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -557,6 +568,9 @@ func (s *Source) Run(ctx context.Context, onSynced func([]SyncStat)) error {
 // RunReplays runs replay rounds every Resync period until ctx ends, then
 // stops the informers.
 func (s *Source) RunReplays(ctx context.Context) {
+	if s.opts.HeartbeatInterval > 0 {
+		go s.runHeartbeats(ctx)
+	}
 	if s.opts.Resync <= 0 {
 		<-ctx.Done()
 		return
@@ -711,6 +725,9 @@ func (h *handler) OnUpdate(oldObj, newObj any) {
 	if prev.GetUID() != next.GetUID() {
 		h.s.emit(&change.Change{Kind: h.w.kind, Op: change.Deleted, Previous: prev, FinalStateUnknown: true, ObservedAt: now})
 		h.s.emit(&change.Change{Kind: h.w.kind, Op: change.Created, Object: next, ObservedAt: now})
+		return
+	}
+	if h.ignored(prev, next, now) {
 		return
 	}
 	h.s.emit(&change.Change{Kind: h.w.kind, Op: change.Updated, Object: next, Previous: prev, ObservedAt: now})

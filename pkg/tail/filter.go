@@ -15,7 +15,8 @@ import (
 // Replay markers have no kind or namespace: they pass the kind filter when
 // their round covers one of the wanted kinds, and always pass the namespace
 // filter, so a filtered view still shows where rounds begin and end. --op
-// filters them like any event.
+// filters them like any event. Heartbeats are of their kind, in no
+// namespace: they pass the namespace filter.
 type Filter struct {
 	Kinds      map[string]bool // resource names and "imagestorage"
 	Namespaces map[string]bool
@@ -49,7 +50,7 @@ func ParseFilter(kindList, namespaceList, opList string) (Filter, error) {
 	for _, o := range split(opList) {
 		ops, ok := opNames[strings.ToLower(o)]
 		if !ok {
-			return Filter{}, fmt.Errorf("--op %q is unknown: use created, updated, deleted, snapshot, replay_begin, replay_end or replay", o)
+			return Filter{}, fmt.Errorf("--op %q is unknown: use created, updated, deleted, snapshot, replay_begin, replay_end, replay or heartbeat", o)
 		}
 		for _, op := range ops {
 			f.Ops[op] = true
@@ -66,6 +67,7 @@ var opNames = map[string][]kubestreamv1.Operation{
 	"replay_begin": {kubestreamv1.Operation_OPERATION_REPLAY_BEGIN},
 	"replay_end":   {kubestreamv1.Operation_OPERATION_REPLAY_END},
 	"replay":       {kubestreamv1.Operation_OPERATION_REPLAY_BEGIN, kubestreamv1.Operation_OPERATION_REPLAY_END},
+	"heartbeat":    {kubestreamv1.Operation_OPERATION_HEARTBEAT},
 }
 
 func split(list string) []string {
@@ -92,6 +94,9 @@ func (f Filter) Match(ev *kubestreamv1.Event) bool {
 	}
 	if len(f.Kinds) > 0 && !f.Kinds[event.Resource(ev)] {
 		return false
+	}
+	if ev.GetHeartbeat() != nil {
+		return true
 	}
 	return len(f.Namespaces) == 0 || f.Namespaces[ev.GetObject().GetNamespace()]
 }

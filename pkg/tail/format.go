@@ -96,6 +96,9 @@ func TextLine(ev *kubestreamv1.Event, loc *time.Location) string {
 	if r := ev.GetReplay(); r != nil {
 		return fmt.Sprintf("%s %-12s %-13s %s", ts, op, "replay", replayDetail(r))
 	}
+	if hb := ev.GetHeartbeat(); hb != nil {
+		return fmt.Sprintf("%s %-12s %-13s %s", ts, op, hb.GetResource(), heartbeatDetail(hb))
+	}
 	obj := ev.GetObject()
 	id := obj.GetName()
 	if obj.GetNamespace() != "" {
@@ -108,6 +111,23 @@ func TextLine(ev *kubestreamv1.Event, loc *time.Location) string {
 		detail = changeDetail(ev.GetOperation(), ev.GetChange())
 	}
 	return strings.TrimRight(fmt.Sprintf("%s %-12s %-13s %s  %s", ts, op, event.Resource(ev), id, detail), " ")
+}
+
+// heartbeatDetail reads "complete up to resourceVersion 4711, 120 objects",
+// with the keys still pending if any.
+func heartbeatDetail(hb *kubestreamv1.Heartbeat) string {
+	rv := hb.GetResourceVersion()
+	if rv == "" {
+		rv = "unknown"
+	}
+	s := fmt.Sprintf("complete up to resourceVersion %s, %d objects", rv, hb.GetObjectCount())
+	if hb.GetPendingKeysTruncated() {
+		return s + ", many keys pending"
+	}
+	if len(hb.GetPendingKeys()) > 0 {
+		s += " except pending " + strings.Join(hb.GetPendingKeys(), ",")
+	}
+	return s
 }
 
 func replayDetail(r *kubestreamv1.ReplayMarker) string {

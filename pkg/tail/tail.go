@@ -45,8 +45,9 @@ func Run(ctx context.Context, src Source, opts Options) error {
 	logger := klog.FromContext(ctx)
 	pr := NewPrinter(opts.Out, opts.Format)
 	defer pr.Flush()
-	// Kafka carries a copy of each replay marker on every partition: print
-	// one. The set is small: a few markers per replay round.
+	// Kafka carries a copy of each replay marker and heartbeat on every
+	// partition: print one. The set is small: a few markers per replay
+	// round, a heartbeat per kind and interval.
 	markers := map[string]bool{}
 	printed := 0
 	err := src.Run(ctx, func(m Message) error {
@@ -85,5 +86,6 @@ func Run(ctx context.Context, src Source, opts Options) error {
 
 func isMarker(ev *kubestreamv1.Event) bool {
 	op := ev.GetOperation()
-	return op == kubestreamv1.Operation_OPERATION_REPLAY_BEGIN || op == kubestreamv1.Operation_OPERATION_REPLAY_END
+	return op == kubestreamv1.Operation_OPERATION_REPLAY_BEGIN || op == kubestreamv1.Operation_OPERATION_REPLAY_END ||
+		op == kubestreamv1.Operation_OPERATION_HEARTBEAT
 }

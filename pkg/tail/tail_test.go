@@ -49,6 +49,7 @@ func mixedEvents(t *testing.T) []*kubestreamv1.Event {
 			Node: "node-1.example", TotalBytes: 3 << 30, ImageCount: 3, DeltaBytes: 3 << 30,
 			Severity: kubestreamv1.Severity_SEVERITY_WARNING, Transition: kubestreamv1.AlertTransition_ALERT_TRANSITION_FIRING, Reason: "image bytes 3GiB >= warning 2GiB"}},
 		{Kind: kinds.Pods, Op: change.Deleted, Previous: natstest.Pod("payments", "api-1", "uid-p1", 4)},
+		{Kind: kinds.Pods, Op: change.Heartbeat, Heartbeat: &kubestreamv1.Heartbeat{Resource: "pods", ResourceVersion: "4711", ObjectCount: 1, IntervalSeconds: 30}},
 	}
 	out := make([]*kubestreamv1.Event, len(changes))
 	for i, c := range changes {
@@ -140,6 +141,15 @@ func TestTailReadsWhatTheNATSSinkWrote(t *testing.T) {
 				t.Errorf("line %d %q lacks %q", i, lines[i], part)
 			}
 		}
+	}
+	// A heartbeat: of its kind, in no namespace, once.
+	out.Reset()
+	f, _ = tail.ParseFilter("pods", "payments", "heartbeat")
+	if err := tail.Run(ctx, src, tail.Options{Filter: f, Format: tail.Text, Limit: 1, Out: &out}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "heartbeat    pods          complete up to resourceVersion 4711, 1 objects"; !strings.Contains(out.String(), want) {
+		t.Fatalf("heartbeat line %q lacks %q", out.String(), want)
 	}
 	// The image-storage summary: kind filter imagestorage without a
 	// namespace (nodes have none).

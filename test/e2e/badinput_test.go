@@ -40,6 +40,10 @@ func TestBadInput(t *testing.T) {
 		{"unreadable kubeconfig", []string{"--kubeconfig", missing}, []string{missing, "no such file"}},
 		{"garbage kubeconfig", []string{"--kubeconfig", garbage}, []string{garbage, "--kubeconfig"}},
 		{"unknown context", []string{"--context", "no-such-context"}, []string{`context "no-such-context" does not exist`}},
+		{"unknown config map policy", []string{"--configmap-data", "mask"}, []string{`--configmap-data "mask" is not a policy`, "full, hash, keys"}},
+		{"ignore rule of a kind not watched", []string{"--kinds", "pods", "--ignore-paths", "secrets:data"}, []string{`--ignore-paths names kind "secrets", which is not watched`, "add it to --kinds"}},
+		{"ignore rule that is not a path", []string{"--ignore-paths", "nodes:status..conditions"}, []string{`path "status..conditions" is not a field path`, "write it like"}},
+		{"negative heartbeat interval", []string{"--heartbeat-interval", "-1s"}, []string{"--heartbeat-interval -1s is negative", "use 0 to disable"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -47,6 +47,9 @@ const (
 	// exists was mentioned (a snapshot or a live change) between begin and end,
 	// except the keys the marker lists as pending (payload: replay).
 	Operation_OPERATION_REPLAY_END Operation = 6
+	// A watermark of one kind (payload: heartbeat), sent every
+	// --heartbeat-interval. Not a change: consumers keep no state from it.
+	Operation_OPERATION_HEARTBEAT Operation = 7
 )
 
 // Enum value maps for Operation.
@@ -59,6 +62,7 @@ var (
 		4: "OPERATION_SNAPSHOT",
 		5: "OPERATION_REPLAY_BEGIN",
 		6: "OPERATION_REPLAY_END",
+		7: "OPERATION_HEARTBEAT",
 	}
 	Operation_value = map[string]int32{
 		"OPERATION_UNSPECIFIED":  0,
@@ -68,6 +72,7 @@ var (
 		"OPERATION_SNAPSHOT":     4,
 		"OPERATION_REPLAY_BEGIN": 5,
 		"OPERATION_REPLAY_END":   6,
+		"OPERATION_HEARTBEAT":    7,
 	}
 )
 
@@ -152,6 +157,64 @@ func (ContentType) EnumDescriptor() ([]byte, []int) {
 	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{1}
 }
 
+type ConfigMapDataPolicy int32
+
+const (
+	// Written by producers that predate the policy: values are as stored.
+	ConfigMapDataPolicy_CONFIG_MAP_DATA_POLICY_UNSPECIFIED ConfigMapDataPolicy = 0
+	// Values are sent as stored.
+	ConfigMapDataPolicy_CONFIG_MAP_DATA_POLICY_FULL ConfigMapDataPolicy = 1
+	// Each value of data and binaryData is replaced by the hex SHA-256 of the
+	// value (binaryData: the hex string's bytes).
+	ConfigMapDataPolicy_CONFIG_MAP_DATA_POLICY_HASH ConfigMapDataPolicy = 2
+	// Values are dropped: data and binaryData keep their keys with empty
+	// values.
+	ConfigMapDataPolicy_CONFIG_MAP_DATA_POLICY_KEYS ConfigMapDataPolicy = 3
+)
+
+// Enum value maps for ConfigMapDataPolicy.
+var (
+	ConfigMapDataPolicy_name = map[int32]string{
+		0: "CONFIG_MAP_DATA_POLICY_UNSPECIFIED",
+		1: "CONFIG_MAP_DATA_POLICY_FULL",
+		2: "CONFIG_MAP_DATA_POLICY_HASH",
+		3: "CONFIG_MAP_DATA_POLICY_KEYS",
+	}
+	ConfigMapDataPolicy_value = map[string]int32{
+		"CONFIG_MAP_DATA_POLICY_UNSPECIFIED": 0,
+		"CONFIG_MAP_DATA_POLICY_FULL":        1,
+		"CONFIG_MAP_DATA_POLICY_HASH":        2,
+		"CONFIG_MAP_DATA_POLICY_KEYS":        3,
+	}
+)
+
+func (x ConfigMapDataPolicy) Enum() *ConfigMapDataPolicy {
+	p := new(ConfigMapDataPolicy)
+	*p = x
+	return p
+}
+
+func (x ConfigMapDataPolicy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ConfigMapDataPolicy) Descriptor() protoreflect.EnumDescriptor {
+	return file_kubestream_v1_event_proto_enumTypes[2].Descriptor()
+}
+
+func (ConfigMapDataPolicy) Type() protoreflect.EnumType {
+	return &file_kubestream_v1_event_proto_enumTypes[2]
+}
+
+func (x ConfigMapDataPolicy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ConfigMapDataPolicy.Descriptor instead.
+func (ConfigMapDataPolicy) EnumDescriptor() ([]byte, []int) {
+	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{2}
+}
+
 type ReplayReason int32
 
 const (
@@ -195,11 +258,11 @@ func (x ReplayReason) String() string {
 }
 
 func (ReplayReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_kubestream_v1_event_proto_enumTypes[2].Descriptor()
+	return file_kubestream_v1_event_proto_enumTypes[3].Descriptor()
 }
 
 func (ReplayReason) Type() protoreflect.EnumType {
-	return &file_kubestream_v1_event_proto_enumTypes[2]
+	return &file_kubestream_v1_event_proto_enumTypes[3]
 }
 
 func (x ReplayReason) Number() protoreflect.EnumNumber {
@@ -208,7 +271,7 @@ func (x ReplayReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ReplayReason.Descriptor instead.
 func (ReplayReason) EnumDescriptor() ([]byte, []int) {
-	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{2}
+	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{3}
 }
 
 type Severity int32
@@ -247,11 +310,11 @@ func (x Severity) String() string {
 }
 
 func (Severity) Descriptor() protoreflect.EnumDescriptor {
-	return file_kubestream_v1_event_proto_enumTypes[3].Descriptor()
+	return file_kubestream_v1_event_proto_enumTypes[4].Descriptor()
 }
 
 func (Severity) Type() protoreflect.EnumType {
-	return &file_kubestream_v1_event_proto_enumTypes[3]
+	return &file_kubestream_v1_event_proto_enumTypes[4]
 }
 
 func (x Severity) Number() protoreflect.EnumNumber {
@@ -260,7 +323,7 @@ func (x Severity) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Severity.Descriptor instead.
 func (Severity) EnumDescriptor() ([]byte, []int) {
-	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{3}
+	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{4}
 }
 
 // AlertTransition says whether this event changed the alert state.
@@ -307,11 +370,11 @@ func (x AlertTransition) String() string {
 }
 
 func (AlertTransition) Descriptor() protoreflect.EnumDescriptor {
-	return file_kubestream_v1_event_proto_enumTypes[4].Descriptor()
+	return file_kubestream_v1_event_proto_enumTypes[5].Descriptor()
 }
 
 func (AlertTransition) Type() protoreflect.EnumType {
-	return &file_kubestream_v1_event_proto_enumTypes[4]
+	return &file_kubestream_v1_event_proto_enumTypes[5]
 }
 
 func (x AlertTransition) Number() protoreflect.EnumNumber {
@@ -320,7 +383,7 @@ func (x AlertTransition) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AlertTransition.Descriptor instead.
 func (AlertTransition) EnumDescriptor() ([]byte, []int) {
-	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{4}
+	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{5}
 }
 
 // Event is the envelope of every message on the bus.
@@ -349,6 +412,7 @@ type Event struct {
 	//	*Event_Change
 	//	*Event_Replay
 	//	*Event_ImageStorage
+	//	*Event_Heartbeat
 	Payload       isEvent_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -474,6 +538,15 @@ func (x *Event) GetImageStorage() *ImageStorage {
 	return nil
 }
 
+func (x *Event) GetHeartbeat() *Heartbeat {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_Heartbeat); ok {
+			return x.Heartbeat
+		}
+	}
+	return nil
+}
+
 type isEvent_Payload interface {
 	isEvent_Payload()
 }
@@ -490,11 +563,17 @@ type Event_ImageStorage struct {
 	ImageStorage *ImageStorage `protobuf:"bytes,22,opt,name=image_storage,json=imageStorage,proto3,oneof"`
 }
 
+type Event_Heartbeat struct {
+	Heartbeat *Heartbeat `protobuf:"bytes,23,opt,name=heartbeat,proto3,oneof"`
+}
+
 func (*Event_Change) isEvent_Payload() {}
 
 func (*Event_Replay) isEvent_Payload() {}
 
 func (*Event_ImageStorage) isEvent_Payload() {}
+
+func (*Event_Heartbeat) isEvent_Payload() {}
 
 // ObjectRef identifies a Kubernetes object and carries the metadata consumers
 // filter on.
@@ -1480,8 +1559,12 @@ type ConfigMapSummary struct {
 	ValueSizes map[string]int64 `protobuf:"bytes,2,rep,name=value_sizes,json=valueSizes,proto3" json:"value_sizes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	// Hex SHA-256 over the sorted keys and values of data and binaryData: equal
 	// hashes mean equal content.
-	DataHash      string `protobuf:"bytes,3,opt,name=data_hash,json=dataHash,proto3" json:"data_hash,omitempty"`
-	Immutable     bool   `protobuf:"varint,4,opt,name=immutable,proto3" json:"immutable,omitempty"`
+	DataHash  string `protobuf:"bytes,3,opt,name=data_hash,json=dataHash,proto3" json:"data_hash,omitempty"`
+	Immutable bool   `protobuf:"varint,4,opt,name=immutable,proto3" json:"immutable,omitempty"`
+	// How values appear in object, previous and changed_paths
+	// (--configmap-data). value_sizes and data_hash always describe the real
+	// values.
+	DataPolicy    ConfigMapDataPolicy `protobuf:"varint,5,opt,name=data_policy,json=dataPolicy,proto3,enum=kubestream.v1.ConfigMapDataPolicy" json:"data_policy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1542,6 +1625,13 @@ func (x *ConfigMapSummary) GetImmutable() bool {
 		return x.Immutable
 	}
 	return false
+}
+
+func (x *ConfigMapSummary) GetDataPolicy() ConfigMapDataPolicy {
+	if x != nil {
+		return x.DataPolicy
+	}
+	return ConfigMapDataPolicy_CONFIG_MAP_DATA_POLICY_UNSPECIFIED
 }
 
 // ReplayMarker brackets a replay round.
@@ -1641,6 +1731,105 @@ func (x *ReplayMarker) GetPendingKeysTruncated() bool {
 	return false
 }
 
+// Heartbeat is a watermark of one kind: everything kubestream had seen of
+// the kind up to resource_version was published on this stream before it.
+// See docs/contract.md ("Heartbeats").
+type Heartbeat struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The kind, as a lower-case plural resource name ("pods").
+	Resource string `protobuf:"bytes,1,opt,name=resource,proto3" json:"resource,omitempty"`
+	// The latest resourceVersion the kind's watch had reached (watch bookmarks
+	// included) when the heartbeat was taken. Opaque: compare for equality,
+	// or as the apiserver documents for resourceVersion comparison.
+	ResourceVersion string `protobuf:"bytes,2,opt,name=resource_version,json=resourceVersion,proto3" json:"resource_version,omitempty"`
+	// Objects of the kind at resource_version.
+	ObjectCount int64 `protobuf:"varint,3,opt,name=object_count,json=objectCount,proto3" json:"object_count,omitempty"`
+	// Keys (as in ReplayMarker.pending_keys) whose events from before the
+	// heartbeat were not yet acknowledged when it went out: for them, the
+	// stream is complete only up to their last event.
+	PendingKeys []string `protobuf:"bytes,4,rep,name=pending_keys,json=pendingKeys,proto3" json:"pending_keys,omitempty"`
+	// More keys were pending than pending_keys lists: the heartbeat claims
+	// nothing about any key.
+	PendingKeysTruncated bool `protobuf:"varint,5,opt,name=pending_keys_truncated,json=pendingKeysTruncated,proto3" json:"pending_keys_truncated,omitempty"`
+	// The configured period: a consumer that sees no heartbeat of a kind for
+	// a few periods knows the stream of that kind is stalled.
+	IntervalSeconds uint32 `protobuf:"varint,6,opt,name=interval_seconds,json=intervalSeconds,proto3" json:"interval_seconds,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Heartbeat) Reset() {
+	*x = Heartbeat{}
+	mi := &file_kubestream_v1_event_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Heartbeat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Heartbeat) ProtoMessage() {}
+
+func (x *Heartbeat) ProtoReflect() protoreflect.Message {
+	mi := &file_kubestream_v1_event_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
+func (*Heartbeat) Descriptor() ([]byte, []int) {
+	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Heartbeat) GetResource() string {
+	if x != nil {
+		return x.Resource
+	}
+	return ""
+}
+
+func (x *Heartbeat) GetResourceVersion() string {
+	if x != nil {
+		return x.ResourceVersion
+	}
+	return ""
+}
+
+func (x *Heartbeat) GetObjectCount() int64 {
+	if x != nil {
+		return x.ObjectCount
+	}
+	return 0
+}
+
+func (x *Heartbeat) GetPendingKeys() []string {
+	if x != nil {
+		return x.PendingKeys
+	}
+	return nil
+}
+
+func (x *Heartbeat) GetPendingKeysTruncated() bool {
+	if x != nil {
+		return x.PendingKeysTruncated
+	}
+	return false
+}
+
+func (x *Heartbeat) GetIntervalSeconds() uint32 {
+	if x != nil {
+		return x.IntervalSeconds
+	}
+	return 0
+}
+
 // ImageStorage describes the container image storage of one node after a
 // change. Emitted only when the storage changed, in snapshots, and once when
 // a node is deleted.
@@ -1697,7 +1886,7 @@ type ImageStorage struct {
 
 func (x *ImageStorage) Reset() {
 	*x = ImageStorage{}
-	mi := &file_kubestream_v1_event_proto_msgTypes[12]
+	mi := &file_kubestream_v1_event_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1709,7 +1898,7 @@ func (x *ImageStorage) String() string {
 func (*ImageStorage) ProtoMessage() {}
 
 func (x *ImageStorage) ProtoReflect() protoreflect.Message {
-	mi := &file_kubestream_v1_event_proto_msgTypes[12]
+	mi := &file_kubestream_v1_event_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1722,7 +1911,7 @@ func (x *ImageStorage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageStorage.ProtoReflect.Descriptor instead.
 func (*ImageStorage) Descriptor() ([]byte, []int) {
-	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{12}
+	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ImageStorage) GetNode() string {
@@ -1889,7 +2078,7 @@ type Image struct {
 
 func (x *Image) Reset() {
 	*x = Image{}
-	mi := &file_kubestream_v1_event_proto_msgTypes[13]
+	mi := &file_kubestream_v1_event_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1901,7 +2090,7 @@ func (x *Image) String() string {
 func (*Image) ProtoMessage() {}
 
 func (x *Image) ProtoReflect() protoreflect.Message {
-	mi := &file_kubestream_v1_event_proto_msgTypes[13]
+	mi := &file_kubestream_v1_event_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1914,7 +2103,7 @@ func (x *Image) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Image.ProtoReflect.Descriptor instead.
 func (*Image) Descriptor() ([]byte, []int) {
-	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{13}
+	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Image) GetNames() []string {
@@ -1946,7 +2135,7 @@ type ImageResize struct {
 
 func (x *ImageResize) Reset() {
 	*x = ImageResize{}
-	mi := &file_kubestream_v1_event_proto_msgTypes[14]
+	mi := &file_kubestream_v1_event_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1958,7 +2147,7 @@ func (x *ImageResize) String() string {
 func (*ImageResize) ProtoMessage() {}
 
 func (x *ImageResize) ProtoReflect() protoreflect.Message {
-	mi := &file_kubestream_v1_event_proto_msgTypes[14]
+	mi := &file_kubestream_v1_event_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1971,7 +2160,7 @@ func (x *ImageResize) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageResize.ProtoReflect.Descriptor instead.
 func (*ImageResize) Descriptor() ([]byte, []int) {
-	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{14}
+	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ImageResize) GetNames() []string {
@@ -2024,7 +2213,7 @@ type ImageStorageThresholds struct {
 
 func (x *ImageStorageThresholds) Reset() {
 	*x = ImageStorageThresholds{}
-	mi := &file_kubestream_v1_event_proto_msgTypes[15]
+	mi := &file_kubestream_v1_event_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2036,7 +2225,7 @@ func (x *ImageStorageThresholds) String() string {
 func (*ImageStorageThresholds) ProtoMessage() {}
 
 func (x *ImageStorageThresholds) ProtoReflect() protoreflect.Message {
-	mi := &file_kubestream_v1_event_proto_msgTypes[15]
+	mi := &file_kubestream_v1_event_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2049,7 +2238,7 @@ func (x *ImageStorageThresholds) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageStorageThresholds.ProtoReflect.Descriptor instead.
 func (*ImageStorageThresholds) Descriptor() ([]byte, []int) {
-	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{15}
+	return file_kubestream_v1_event_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ImageStorageThresholds) GetWarningBytes() int64 {
@@ -2112,7 +2301,7 @@ var File_kubestream_v1_event_proto protoreflect.FileDescriptor
 
 const file_kubestream_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x19kubestream/v1/event.proto\x12\rkubestream.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf5\x03\n" +
+	"\x19kubestream/v1/event.proto\x12\rkubestream.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaf\x04\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12%\n" +
 	"\x0eschema_version\x18\x02 \x01(\rR\rschemaVersion\x126\n" +
@@ -2125,7 +2314,8 @@ const file_kubestream_v1_event_proto_rawDesc = "" +
 	"\treplay_id\x18\b \x01(\tR\breplayId\x125\n" +
 	"\x06change\x18\x14 \x01(\v2\x1b.kubestream.v1.ObjectChangeH\x00R\x06change\x125\n" +
 	"\x06replay\x18\x15 \x01(\v2\x1b.kubestream.v1.ReplayMarkerH\x00R\x06replay\x12B\n" +
-	"\rimage_storage\x18\x16 \x01(\v2\x1b.kubestream.v1.ImageStorageH\x00R\fimageStorageB\t\n" +
+	"\rimage_storage\x18\x16 \x01(\v2\x1b.kubestream.v1.ImageStorageH\x00R\fimageStorage\x128\n" +
+	"\theartbeat\x18\x17 \x01(\v2\x18.kubestream.v1.HeartbeatH\x00R\theartbeatB\t\n" +
 	"\apayload\"\xbd\x03\n" +
 	"\tObjectRef\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x18\n" +
@@ -2232,13 +2422,15 @@ const file_kubestream_v1_event_proto_rawDesc = "" +
 	"generation\x18\x06 \x01(\x03R\n" +
 	"generation\x12/\n" +
 	"\x13observed_generation\x18\a \x01(\x03R\x12observedGeneration\x12\x16\n" +
-	"\x06paused\x18\b \x01(\bR\x06paused\"\xf2\x01\n" +
+	"\x06paused\x18\b \x01(\bR\x06paused\"\xb7\x02\n" +
 	"\x10ConfigMapSummary\x12\x12\n" +
 	"\x04keys\x18\x01 \x03(\tR\x04keys\x12P\n" +
 	"\vvalue_sizes\x18\x02 \x03(\v2/.kubestream.v1.ConfigMapSummary.ValueSizesEntryR\n" +
 	"valueSizes\x12\x1b\n" +
 	"\tdata_hash\x18\x03 \x01(\tR\bdataHash\x12\x1c\n" +
-	"\timmutable\x18\x04 \x01(\bR\timmutable\x1a=\n" +
+	"\timmutable\x18\x04 \x01(\bR\timmutable\x12C\n" +
+	"\vdata_policy\x18\x05 \x01(\x0e2\".kubestream.v1.ConfigMapDataPolicyR\n" +
+	"dataPolicy\x1a=\n" +
 	"\x0fValueSizesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xe4\x02\n" +
@@ -2251,7 +2443,14 @@ const file_kubestream_v1_event_proto_rawDesc = "" +
 	"\x16pending_keys_truncated\x18\x06 \x01(\bR\x14pendingKeysTruncated\x1a?\n" +
 	"\x11ObjectCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x9f\b\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xf9\x01\n" +
+	"\tHeartbeat\x12\x1a\n" +
+	"\bresource\x18\x01 \x01(\tR\bresource\x12)\n" +
+	"\x10resource_version\x18\x02 \x01(\tR\x0fresourceVersion\x12!\n" +
+	"\fobject_count\x18\x03 \x01(\x03R\vobjectCount\x12!\n" +
+	"\fpending_keys\x18\x04 \x03(\tR\vpendingKeys\x124\n" +
+	"\x16pending_keys_truncated\x18\x05 \x01(\bR\x14pendingKeysTruncated\x12)\n" +
+	"\x10interval_seconds\x18\x06 \x01(\rR\x0fintervalSeconds\"\x9f\b\n" +
 	"\fImageStorage\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x12\x1f\n" +
 	"\vtotal_bytes\x18\x02 \x01(\x03R\n" +
@@ -2304,7 +2503,7 @@ const file_kubestream_v1_event_proto_rawDesc = "" +
 	"\x1dwarning_growth_bytes_per_hour\x18\x05 \x01(\x01R\x19warningGrowthBytesPerHour\x12B\n" +
 	"\x1ecritical_growth_bytes_per_hour\x18\x06 \x01(\x01R\x1acriticalGrowthBytesPerHour\x122\n" +
 	"\x15growth_window_seconds\x18\a \x01(\x03R\x13growthWindowSeconds\x12%\n" +
-	"\x0eresolve_margin\x18\b \x01(\x01R\rresolveMargin*\xb9\x01\n" +
+	"\x0eresolve_margin\x18\b \x01(\x01R\rresolveMargin*\xd2\x01\n" +
 	"\tOperation\x12\x19\n" +
 	"\x15OPERATION_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11OPERATION_CREATED\x10\x01\x12\x15\n" +
@@ -2312,11 +2511,17 @@ const file_kubestream_v1_event_proto_rawDesc = "" +
 	"\x11OPERATION_DELETED\x10\x03\x12\x16\n" +
 	"\x12OPERATION_SNAPSHOT\x10\x04\x12\x1a\n" +
 	"\x16OPERATION_REPLAY_BEGIN\x10\x05\x12\x18\n" +
-	"\x14OPERATION_REPLAY_END\x10\x06*]\n" +
+	"\x14OPERATION_REPLAY_END\x10\x06\x12\x17\n" +
+	"\x13OPERATION_HEARTBEAT\x10\a*]\n" +
 	"\vContentType\x12\x1c\n" +
 	"\x18CONTENT_TYPE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15CONTENT_TYPE_PROTOBUF\x10\x01\x12\x15\n" +
-	"\x11CONTENT_TYPE_JSON\x10\x02*|\n" +
+	"\x11CONTENT_TYPE_JSON\x10\x02*\xa0\x01\n" +
+	"\x13ConfigMapDataPolicy\x12&\n" +
+	"\"CONFIG_MAP_DATA_POLICY_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bCONFIG_MAP_DATA_POLICY_FULL\x10\x01\x12\x1f\n" +
+	"\x1bCONFIG_MAP_DATA_POLICY_HASH\x10\x02\x12\x1f\n" +
+	"\x1bCONFIG_MAP_DATA_POLICY_KEYS\x10\x03*|\n" +
 	"\fReplayReason\x12\x1d\n" +
 	"\x19REPLAY_REASON_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15REPLAY_REASON_INITIAL\x10\x01\x12\x18\n" +
@@ -2346,73 +2551,77 @@ func file_kubestream_v1_event_proto_rawDescGZIP() []byte {
 	return file_kubestream_v1_event_proto_rawDescData
 }
 
-var file_kubestream_v1_event_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_kubestream_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_kubestream_v1_event_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_kubestream_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_kubestream_v1_event_proto_goTypes = []any{
 	(Operation)(0),                 // 0: kubestream.v1.Operation
 	(ContentType)(0),               // 1: kubestream.v1.ContentType
-	(ReplayReason)(0),              // 2: kubestream.v1.ReplayReason
-	(Severity)(0),                  // 3: kubestream.v1.Severity
-	(AlertTransition)(0),           // 4: kubestream.v1.AlertTransition
-	(*Event)(nil),                  // 5: kubestream.v1.Event
-	(*ObjectRef)(nil),              // 6: kubestream.v1.ObjectRef
-	(*OwnerReference)(nil),         // 7: kubestream.v1.OwnerReference
-	(*ObjectChange)(nil),           // 8: kubestream.v1.ObjectChange
-	(*GenericSummary)(nil),         // 9: kubestream.v1.GenericSummary
-	(*Condition)(nil),              // 10: kubestream.v1.Condition
-	(*NodeSummary)(nil),            // 11: kubestream.v1.NodeSummary
-	(*Taint)(nil),                  // 12: kubestream.v1.Taint
-	(*PodSummary)(nil),             // 13: kubestream.v1.PodSummary
-	(*DeploymentSummary)(nil),      // 14: kubestream.v1.DeploymentSummary
-	(*ConfigMapSummary)(nil),       // 15: kubestream.v1.ConfigMapSummary
-	(*ReplayMarker)(nil),           // 16: kubestream.v1.ReplayMarker
-	(*ImageStorage)(nil),           // 17: kubestream.v1.ImageStorage
-	(*Image)(nil),                  // 18: kubestream.v1.Image
-	(*ImageResize)(nil),            // 19: kubestream.v1.ImageResize
-	(*ImageStorageThresholds)(nil), // 20: kubestream.v1.ImageStorageThresholds
-	nil,                            // 21: kubestream.v1.ObjectRef.LabelsEntry
-	nil,                            // 22: kubestream.v1.NodeSummary.CapacityEntry
-	nil,                            // 23: kubestream.v1.NodeSummary.AllocatableEntry
-	nil,                            // 24: kubestream.v1.ConfigMapSummary.ValueSizesEntry
-	nil,                            // 25: kubestream.v1.ReplayMarker.ObjectCountsEntry
-	(*timestamppb.Timestamp)(nil),  // 26: google.protobuf.Timestamp
+	(ConfigMapDataPolicy)(0),       // 2: kubestream.v1.ConfigMapDataPolicy
+	(ReplayReason)(0),              // 3: kubestream.v1.ReplayReason
+	(Severity)(0),                  // 4: kubestream.v1.Severity
+	(AlertTransition)(0),           // 5: kubestream.v1.AlertTransition
+	(*Event)(nil),                  // 6: kubestream.v1.Event
+	(*ObjectRef)(nil),              // 7: kubestream.v1.ObjectRef
+	(*OwnerReference)(nil),         // 8: kubestream.v1.OwnerReference
+	(*ObjectChange)(nil),           // 9: kubestream.v1.ObjectChange
+	(*GenericSummary)(nil),         // 10: kubestream.v1.GenericSummary
+	(*Condition)(nil),              // 11: kubestream.v1.Condition
+	(*NodeSummary)(nil),            // 12: kubestream.v1.NodeSummary
+	(*Taint)(nil),                  // 13: kubestream.v1.Taint
+	(*PodSummary)(nil),             // 14: kubestream.v1.PodSummary
+	(*DeploymentSummary)(nil),      // 15: kubestream.v1.DeploymentSummary
+	(*ConfigMapSummary)(nil),       // 16: kubestream.v1.ConfigMapSummary
+	(*ReplayMarker)(nil),           // 17: kubestream.v1.ReplayMarker
+	(*Heartbeat)(nil),              // 18: kubestream.v1.Heartbeat
+	(*ImageStorage)(nil),           // 19: kubestream.v1.ImageStorage
+	(*Image)(nil),                  // 20: kubestream.v1.Image
+	(*ImageResize)(nil),            // 21: kubestream.v1.ImageResize
+	(*ImageStorageThresholds)(nil), // 22: kubestream.v1.ImageStorageThresholds
+	nil,                            // 23: kubestream.v1.ObjectRef.LabelsEntry
+	nil,                            // 24: kubestream.v1.NodeSummary.CapacityEntry
+	nil,                            // 25: kubestream.v1.NodeSummary.AllocatableEntry
+	nil,                            // 26: kubestream.v1.ConfigMapSummary.ValueSizesEntry
+	nil,                            // 27: kubestream.v1.ReplayMarker.ObjectCountsEntry
+	(*timestamppb.Timestamp)(nil),  // 28: google.protobuf.Timestamp
 }
 var file_kubestream_v1_event_proto_depIdxs = []int32{
 	0,  // 0: kubestream.v1.Event.operation:type_name -> kubestream.v1.Operation
-	6,  // 1: kubestream.v1.Event.object:type_name -> kubestream.v1.ObjectRef
-	26, // 2: kubestream.v1.Event.observed_at:type_name -> google.protobuf.Timestamp
-	8,  // 3: kubestream.v1.Event.change:type_name -> kubestream.v1.ObjectChange
-	16, // 4: kubestream.v1.Event.replay:type_name -> kubestream.v1.ReplayMarker
-	17, // 5: kubestream.v1.Event.image_storage:type_name -> kubestream.v1.ImageStorage
-	21, // 6: kubestream.v1.ObjectRef.labels:type_name -> kubestream.v1.ObjectRef.LabelsEntry
-	7,  // 7: kubestream.v1.ObjectRef.owner_references:type_name -> kubestream.v1.OwnerReference
-	1,  // 8: kubestream.v1.ObjectChange.content_type:type_name -> kubestream.v1.ContentType
-	11, // 9: kubestream.v1.ObjectChange.node:type_name -> kubestream.v1.NodeSummary
-	13, // 10: kubestream.v1.ObjectChange.pod:type_name -> kubestream.v1.PodSummary
-	14, // 11: kubestream.v1.ObjectChange.deployment:type_name -> kubestream.v1.DeploymentSummary
-	15, // 12: kubestream.v1.ObjectChange.config_map:type_name -> kubestream.v1.ConfigMapSummary
-	9,  // 13: kubestream.v1.ObjectChange.generic:type_name -> kubestream.v1.GenericSummary
-	10, // 14: kubestream.v1.GenericSummary.conditions:type_name -> kubestream.v1.Condition
-	26, // 15: kubestream.v1.Condition.last_transition_time:type_name -> google.protobuf.Timestamp
-	22, // 16: kubestream.v1.NodeSummary.capacity:type_name -> kubestream.v1.NodeSummary.CapacityEntry
-	23, // 17: kubestream.v1.NodeSummary.allocatable:type_name -> kubestream.v1.NodeSummary.AllocatableEntry
-	12, // 18: kubestream.v1.NodeSummary.taints:type_name -> kubestream.v1.Taint
-	24, // 19: kubestream.v1.ConfigMapSummary.value_sizes:type_name -> kubestream.v1.ConfigMapSummary.ValueSizesEntry
-	2,  // 20: kubestream.v1.ReplayMarker.reason:type_name -> kubestream.v1.ReplayReason
-	25, // 21: kubestream.v1.ReplayMarker.object_counts:type_name -> kubestream.v1.ReplayMarker.ObjectCountsEntry
-	18, // 22: kubestream.v1.ImageStorage.added:type_name -> kubestream.v1.Image
-	18, // 23: kubestream.v1.ImageStorage.removed:type_name -> kubestream.v1.Image
-	3,  // 24: kubestream.v1.ImageStorage.severity:type_name -> kubestream.v1.Severity
-	3,  // 25: kubestream.v1.ImageStorage.previous_severity:type_name -> kubestream.v1.Severity
-	4,  // 26: kubestream.v1.ImageStorage.transition:type_name -> kubestream.v1.AlertTransition
-	18, // 27: kubestream.v1.ImageStorage.top_images:type_name -> kubestream.v1.Image
-	19, // 28: kubestream.v1.ImageStorage.resized:type_name -> kubestream.v1.ImageResize
-	20, // 29: kubestream.v1.ImageStorage.thresholds:type_name -> kubestream.v1.ImageStorageThresholds
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	7,  // 1: kubestream.v1.Event.object:type_name -> kubestream.v1.ObjectRef
+	28, // 2: kubestream.v1.Event.observed_at:type_name -> google.protobuf.Timestamp
+	9,  // 3: kubestream.v1.Event.change:type_name -> kubestream.v1.ObjectChange
+	17, // 4: kubestream.v1.Event.replay:type_name -> kubestream.v1.ReplayMarker
+	19, // 5: kubestream.v1.Event.image_storage:type_name -> kubestream.v1.ImageStorage
+	18, // 6: kubestream.v1.Event.heartbeat:type_name -> kubestream.v1.Heartbeat
+	23, // 7: kubestream.v1.ObjectRef.labels:type_name -> kubestream.v1.ObjectRef.LabelsEntry
+	8,  // 8: kubestream.v1.ObjectRef.owner_references:type_name -> kubestream.v1.OwnerReference
+	1,  // 9: kubestream.v1.ObjectChange.content_type:type_name -> kubestream.v1.ContentType
+	12, // 10: kubestream.v1.ObjectChange.node:type_name -> kubestream.v1.NodeSummary
+	14, // 11: kubestream.v1.ObjectChange.pod:type_name -> kubestream.v1.PodSummary
+	15, // 12: kubestream.v1.ObjectChange.deployment:type_name -> kubestream.v1.DeploymentSummary
+	16, // 13: kubestream.v1.ObjectChange.config_map:type_name -> kubestream.v1.ConfigMapSummary
+	10, // 14: kubestream.v1.ObjectChange.generic:type_name -> kubestream.v1.GenericSummary
+	11, // 15: kubestream.v1.GenericSummary.conditions:type_name -> kubestream.v1.Condition
+	28, // 16: kubestream.v1.Condition.last_transition_time:type_name -> google.protobuf.Timestamp
+	24, // 17: kubestream.v1.NodeSummary.capacity:type_name -> kubestream.v1.NodeSummary.CapacityEntry
+	25, // 18: kubestream.v1.NodeSummary.allocatable:type_name -> kubestream.v1.NodeSummary.AllocatableEntry
+	13, // 19: kubestream.v1.NodeSummary.taints:type_name -> kubestream.v1.Taint
+	26, // 20: kubestream.v1.ConfigMapSummary.value_sizes:type_name -> kubestream.v1.ConfigMapSummary.ValueSizesEntry
+	2,  // 21: kubestream.v1.ConfigMapSummary.data_policy:type_name -> kubestream.v1.ConfigMapDataPolicy
+	3,  // 22: kubestream.v1.ReplayMarker.reason:type_name -> kubestream.v1.ReplayReason
+	27, // 23: kubestream.v1.ReplayMarker.object_counts:type_name -> kubestream.v1.ReplayMarker.ObjectCountsEntry
+	20, // 24: kubestream.v1.ImageStorage.added:type_name -> kubestream.v1.Image
+	20, // 25: kubestream.v1.ImageStorage.removed:type_name -> kubestream.v1.Image
+	4,  // 26: kubestream.v1.ImageStorage.severity:type_name -> kubestream.v1.Severity
+	4,  // 27: kubestream.v1.ImageStorage.previous_severity:type_name -> kubestream.v1.Severity
+	5,  // 28: kubestream.v1.ImageStorage.transition:type_name -> kubestream.v1.AlertTransition
+	20, // 29: kubestream.v1.ImageStorage.top_images:type_name -> kubestream.v1.Image
+	21, // 30: kubestream.v1.ImageStorage.resized:type_name -> kubestream.v1.ImageResize
+	22, // 31: kubestream.v1.ImageStorage.thresholds:type_name -> kubestream.v1.ImageStorageThresholds
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_kubestream_v1_event_proto_init() }
@@ -2424,6 +2633,7 @@ func file_kubestream_v1_event_proto_init() {
 		(*Event_Change)(nil),
 		(*Event_Replay)(nil),
 		(*Event_ImageStorage)(nil),
+		(*Event_Heartbeat)(nil),
 	}
 	file_kubestream_v1_event_proto_msgTypes[3].OneofWrappers = []any{
 		(*ObjectChange_Node)(nil),
@@ -2437,8 +2647,8 @@ func file_kubestream_v1_event_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kubestream_v1_event_proto_rawDesc), len(file_kubestream_v1_event_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   21,
+			NumEnums:      6,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -18,6 +18,11 @@ const OpTombstone = "tombstone"
 // MarkerKeyPrefix starts the key of replay-marker copies: "replay/<partition>".
 const MarkerKeyPrefix = "replay/"
 
+// HeartbeatKeyPrefix starts the key of heartbeat copies:
+// "heartbeat/<resource>/<partition>", so a compacted topic keeps the latest
+// heartbeat of each kind on each partition.
+const HeartbeatKeyPrefix = "heartbeat/"
+
 // forcedPartition rides in Message.WriterData to make the balancer put a
 // replay-marker copy on one given partition.
 type forcedPartition int
@@ -102,12 +107,18 @@ func (s *Sink) objectRecords(ev *kubestreamv1.Event) ([]kafkago.Message, error) 
 // when image storage is a stream (checked at Open) or, with no streams
 // given, when topics are created; otherwise optional: it gets markers only
 // if it exists, so disabling image storage needs no topic.
-func (s *Sink) markerTopics(m *kubestreamv1.ReplayMarker) (required, optional []string) {
+//
+// A heartbeat goes to its kind's topic only: it says nothing about derived
+// events.
+func (s *Sink) markerTopics(ev *kubestreamv1.Event) (required, optional []string) {
 	if s.opts.Topic != "" {
 		return []string{s.opts.Topic}, nil
 	}
+	if hb := ev.GetHeartbeat(); hb != nil {
+		return []string{s.topicFor(hb.GetResource())}, nil
+	}
 	seen := map[string]bool{}
-	for _, k := range m.GetKinds() {
+	for _, k := range ev.GetReplay().GetKinds() {
 		t := s.topicFor(k)
 		if !seen[t] {
 			seen[t] = true
@@ -128,21 +139,27 @@ func (s *Sink) markerTopics(m *kubestreamv1.ReplayMarker) (required, optional []
 	return required, optional
 }
 
-// markerRecords builds one copy of a replay marker per partition of each
-// topic, so every consumer, whichever partitions it reads, sees the round's
-// begin and end. partitions maps topic to partition count.
+// markerRecords builds one copy of a replay marker or heartbeat per
+// partition of each topic, so every consumer, whichever partitions it reads,
+// sees the round's begin and end and every kind's heartbeats, each after
+// the events it follows on that partition. partitions maps topic to
+// partition count.
 func markerRecords(ev *kubestreamv1.Event, topics []string, partitions map[string]int) ([]kafkago.Message, error) {
 	value, err := proto.Marshal(ev)
 	if err != nil {
 		return nil, fmt.Errorf("encode replay marker %s: %w", ev.GetId(), err)
 	}
 	h := headers(ev, false)
+	prefix := MarkerKeyPrefix
+	if hb := ev.GetHeartbeat(); hb != nil {
+		prefix = HeartbeatKeyPrefix + hb.GetResource() + "/"
+	}
 	var msgs []kafkago.Message
 	for _, t := range topics {
 		for p := 0; p < partitions[t]; p++ {
 			msgs = append(msgs, kafkago.Message{
 				Topic:      t,
-				Key:        []byte(MarkerKeyPrefix + strconv.Itoa(p)),
+				Key:        []byte(prefix + strconv.Itoa(p)),
 				Value:      value,
 				Headers:    h,
 				WriterData: forcedPartition(p),

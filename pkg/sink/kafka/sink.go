@@ -501,7 +501,7 @@ func (s *Sink) Publish(ctx context.Context, events []*kubestreamv1.Event) []erro
 	recs := make([][]kafkago.Message, len(events))
 	for i, ev := range events {
 		var err error
-		if ev.GetReplay() != nil {
+		if ev.GetReplay() != nil || ev.GetHeartbeat() != nil {
 			recs[i], err = s.markerRecords(ctx, ev)
 		} else if recs[i], err = s.objectRecords(ev); err != nil {
 			err = pipeline.Permanent(err)
@@ -700,7 +700,7 @@ func firstError(err error) error {
 // markerRecords builds a replay marker's copies, one per partition of
 // each topic its round covers.
 func (s *Sink) markerRecords(ctx context.Context, ev *kubestreamv1.Event) ([]kafkago.Message, error) {
-	required, optional := s.markerTopics(ev.GetReplay())
+	required, optional := s.markerTopics(ev)
 	if errs := s.ensureTopicList(ctx, required); len(errs) > 0 {
 		for _, t := range required {
 			if err := errs[t]; err != nil {

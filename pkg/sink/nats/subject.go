@@ -17,6 +17,11 @@ const DefaultSubjectPrefix = "kubestream"
 // ReplayToken is the subject token of replay markers: <prefix>.replay.
 const ReplayToken = event.ReplayResource
 
+// HeartbeatToken is the subject token of heartbeats:
+// <prefix>.heartbeat.<resource>, one subject per kind, so a stream with
+// MaxMsgsPerSubject 1 (or a KV-style reader) keeps the latest of each.
+const HeartbeatToken = "heartbeat"
+
 // Subjects are built from tokens joined by dots:
 //
 //	<prefix>.<resource>.<namespace>.<name>   namespaced kinds (pods, deployments, configmaps)
@@ -26,6 +31,7 @@ const ReplayToken = event.ReplayResource
 // of other groups "<plural>.<group>" escaped ("widgets%2Eexample%2Ecom").
 //	<prefix>.imagestorage.<node>             image-storage events
 //	<prefix>.replay                          replay begin/end markers
+//	<prefix>.heartbeat.<resource>            heartbeats of one kind
 //
 // NATS splits subjects at dots and gives '*' and '>' wildcard meaning, while
 // Kubernetes names may contain dots (kube-root-ca.crt). EscapeToken makes one
@@ -146,6 +152,9 @@ func ValidatePrefix(prefix string) error {
 
 // Subject returns the subject an event is published on.
 func Subject(prefix string, ev *kubestreamv1.Event) string {
+	if hb := ev.GetHeartbeat(); hb != nil {
+		return prefix + "." + HeartbeatToken + "." + EscapeToken(hb.GetResource())
+	}
 	kind := event.Resource(ev)
 	switch kind {
 	case ReplayToken:
@@ -163,7 +172,8 @@ func Subject(prefix string, ev *kubestreamv1.Event) string {
 
 // Parsed is what a subject says about its event.
 type Parsed struct {
-	// Kind is the kind token: a resource name, "imagestorage" or "replay".
+	// Kind is the kind token: a resource name, "imagestorage", "replay" or
+	// "heartbeat" (Name is then the resource).
 	Kind      string
 	Namespace string
 	Name      string
@@ -202,11 +212,11 @@ func ParseSubject(prefix, subject string) (Parsed, error) {
 // Families lists subject patterns that together match every subject the sink
 // publishes for the given kinds: a stream must cover each of them.
 func Families(prefix string, ks []kinds.Kind) []string {
-	out := make([]string, 0, len(ks)+2)
+	out := make([]string, 0, len(ks)+3)
 	for _, k := range ks {
 		out = append(out, prefix+"."+EscapeToken(k.Resource)+".>")
 	}
-	return append(out, prefix+"."+kinds.ImageStorage+".>", prefix+"."+ReplayToken)
+	return append(out, prefix+"."+kinds.ImageStorage+".>", prefix+"."+ReplayToken, prefix+"."+HeartbeatToken+".>")
 }
 
 // Covers reports whether every subject matched by pattern want is also
