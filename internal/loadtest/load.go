@@ -29,6 +29,9 @@ type Phase struct {
 	EventsDelivered int     `json:"eventsDelivered"`
 	Coalesced       int64   `json:"coalesced"`
 	Unmatched       int     `json:"writesWithoutEvent"`
+	// Vanished pods made no event at all: created and deleted while the
+	// create was still unpublished, the pipeline dropped the incarnation.
+	Vanished int `json:"podsVanished"`
 	CPUSeconds      float64 `json:"cpuSeconds"`
 	CPUPer1000      float64 `json:"cpuSecondsPer1000Events"`
 	CPUPer1000Write float64 `json:"cpuSecondsPer1000Writes"`
@@ -122,7 +125,8 @@ func (l *loader) phase(ctx context.Context, p *process, name, prefix string, pod
 	if p == nil {
 		return ph, nil
 	}
-	if err := waitForLast(ctx, p, name, writes); err != nil {
+	var err error
+	if ph.Vanished, err = waitForLast(ctx, p, name, writes); err != nil {
 		return ph, err
 	}
 	cpu1, err := p.cpuSeconds()
@@ -174,25 +178,56 @@ func latencies(writes []write, rec *Recorder) (sorted []float64, unmatched int) 
 	return sorted, unmatched
 }
 
-// waitForLast waits until the event of each pod's last write was read. The
-// last write of a pod is never coalesced away, so this is waiting for the
-// phase.
-func waitForLast(ctx context.Context, p *process, name string, writes []write) error {
+// waitForLast waits until the event of each pod's last write was read.
+// The last write of a pod is never coalesced away, so this is waiting for
+// the phase, with one exception: when a pod's create was still unpublished
+// at its delete, the pipeline drops the whole incarnation (no consumer saw
+// its uid). A pod none of whose writes made an event counts as vanished
+// once kubestream's queue is empty; vanished returns how many did.
+func waitForLast(ctx context.Context, p *process, name string, writes []write) (vanished int, err error) {
 	last := map[string]write{}
 	for _, wr := range writes {
 		last[wr.pod] = wr
 	}
-	err := waitFor(ctx, p, time.Minute, "the events of "+name, func() bool {
+	seen := map[string]bool{} // pods with at least one event read
+	var checked time.Time
+	err = waitFor(ctx, p, time.Minute, "the events of "+name, func() bool {
 		for pod, wr := range last {
-			if _, ok := p.rec.ReceivedAt(wr.key); !ok {
+			if _, ok := p.rec.ReceivedAt(wr.key); ok {
+				delete(last, pod)
+			}
+		}
+		if len(last) == 0 {
+			return true
+		}
+		if time.Since(checked) < time.Second {
+			return false
+		}
+		checked = time.Now()
+		for _, wr := range writes {
+			if _, ok := p.rec.ReceivedAt(wr.key); ok {
+				seen[wr.pod] = true
+			}
+		}
+		for pod := range last {
+			if seen[pod] {
 				return false
 			}
-			delete(last, pod)
 		}
-		return true
+		// Every pod left made no event at all: vanished if nothing is
+		// queued any more (checked twice, a second apart, against a
+		// change in flight).
+		if p.metricOr0("kubestream_pending_changes") != 0 {
+			return false
+		}
+		vanished++
+		return vanished > 1
 	})
 	if err == nil {
-		return nil
+		if vanished > 0 {
+			vanished = len(last)
+		}
+		return vanished, nil
 	}
 	// Say which events are missing and what kubestream thinks of its
 	// queue, so a lost event can be told from a slow broker.
@@ -207,7 +242,7 @@ func waitForLast(ctx context.Context, p *process, name string, writes []write) e
 		"kubestream_failing_changes", "kubestream_publish_retries_total", "kubestream_events_lost_total"} {
 		m = append(m, fmt.Sprintf("%s=%v", strings.TrimPrefix(name, "kubestream_"), p.metric(name)))
 	}
-	return fmt.Errorf("%w: %d pods without their last event (%s); process: %s", err, len(missing), strings.Join(sample, " "), strings.Join(m, " "))
+	return 0, fmt.Errorf("%w: %d pods without their last event (%s); process: %s", err, len(missing), strings.Join(sample, " "), strings.Join(m, " "))
 }
 
 // write is one acknowledged write: the event it must produce and when it

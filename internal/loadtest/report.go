@@ -170,11 +170,11 @@ func (r *Report) WriteFiles(dir string) error {
 
 // Details writes every run's phases, one line each.
 func (r *Report) Details(w io.Writer) {
-	fmt.Fprintf(w, "\n| round | target | phase | writes | writes/s | events expected | read | coalesced | CPU-s | CPU-s / 1000 events | latency p50 / p99 / max |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "\n| round | target | phase | writes | writes/s | events expected | read | coalesced | vanished pods | CPU-s | CPU-s / 1000 events | latency p50 / p99 / max |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, res := range r.Results {
 		for _, p := range res.Phases {
-			fmt.Fprintf(w, "| %d | %s | %s | %d | %.0f | %d | %d | %d | %.2f | %.3f | %s / %s / %s |\n", res.Round, res.Target, p.Name, p.Writes, p.WritesPerSecond,
-				p.EventsExpected, p.EventsDelivered, p.Coalesced, p.CPUSeconds, p.CPUPer1000, Seconds(p.LatencyP50, " "), Seconds(p.LatencyP99, " "), Seconds(p.LatencyMax, " "))
+			fmt.Fprintf(w, "| %d | %s | %s | %d | %.0f | %d | %d | %d | %d | %.2f | %.3f | %s / %s / %s |\n", res.Round, res.Target, p.Name, p.Writes, p.WritesPerSecond,
+				p.EventsExpected, p.EventsDelivered, p.Coalesced, p.Vanished, p.CPUSeconds, p.CPUPer1000, Seconds(p.LatencyP50, " "), Seconds(p.LatencyP99, " "), Seconds(p.LatencyMax, " "))
 		}
 	}
 	fmt.Fprintln(w)

@@ -182,7 +182,7 @@ func measureReplay(ctx context.Context, o Options, p *process, client kubernetes
 			during = append(during, wr)
 		}
 	}
-	if err := waitForLast(ctx, p, "live updates", during); err != nil {
+	if _, err := waitForLast(ctx, p, "live updates", during); err != nil {
 		return err
 	}
 	lat, _ := latencies(during, p.rec)
