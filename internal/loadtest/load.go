@@ -31,7 +31,7 @@ type Phase struct {
 	Unmatched       int     `json:"writesWithoutEvent"`
 	// Vanished pods made no event at all: created and deleted while the
 	// create was still unpublished, the pipeline dropped the incarnation.
-	Vanished int `json:"podsVanished"`
+	Vanished        int     `json:"podsVanished"`
 	CPUSeconds      float64 `json:"cpuSeconds"`
 	CPUPer1000      float64 `json:"cpuSecondsPer1000Events"`
 	CPUPer1000Write float64 `json:"cpuSecondsPer1000Writes"`
