@@ -34,6 +34,8 @@ func main() {
 		extraArgs  string
 		compareBin string
 		compareTag string
+		env        string
+		compareEnv string
 		outDir     string
 		out        string
 	)
@@ -48,6 +50,8 @@ func main() {
 	flag.StringVar(&o.Binary, "binary", "", "kubestream binary to measure (default: build ./cmd/kubestream)")
 	flag.StringVar(&compareBin, "compare-binary", "", "a second kubestream binary measured as its own targets in the same run (before/after)")
 	flag.StringVar(&compareTag, "compare-name", "compared", "what the --compare-binary targets' names say in parentheses")
+	flag.StringVar(&env, "env", "", "environment for the kubestream targets, space-separated (GOGC=200 GOMEMLIMIT=64MiB)")
+	flag.StringVar(&compareEnv, "compare-env", "", "environment for the compared targets instead of --env; with it, --compare-binary defaults to --binary")
 	flag.StringVar(&extraArgs, "kubestream-args", "", "extra arguments for kubestream run, space-separated")
 	flag.StringVar(&o.ProfileDir, "profile-dir", "", "save each kubestream run's CPU profile of the churn phase and heap profile of the cache phase here (go tool pprof)")
 	flag.IntVar(&o.ScalePods, "scale-pods", 0, "also run the scale scenario: this many pods exist before kubestream starts (100000 for the target)")
@@ -59,9 +63,13 @@ func main() {
 	args := strings.Fields(extraArgs)
 	for _, sink := range strings.Split(sinks, ",") {
 		sink = strings.TrimSpace(sink)
-		o.Targets = append(o.Targets, loadtest.Target{Name: "kubestream, " + sink, Sink: sink, Args: args})
-		if compareBin != "" {
-			o.Targets = append(o.Targets, loadtest.Target{Name: "kubestream, " + sink + " (" + compareTag + ")", Sink: sink, Args: args, Binary: compareBin})
+		o.Targets = append(o.Targets, loadtest.Target{Name: "kubestream, " + sink, Sink: sink, Args: args, Env: strings.Fields(env)})
+		if compareBin != "" || compareEnv != "" {
+			e := strings.Fields(env)
+			if compareEnv != "" {
+				e = strings.Fields(compareEnv)
+			}
+			o.Targets = append(o.Targets, loadtest.Target{Name: "kubestream, " + sink + " (" + compareTag + ")", Sink: sink, Args: args, Binary: compareBin, Env: e})
 		}
 	}
 	if err := o.Validate(); err != nil {

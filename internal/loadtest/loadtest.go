@@ -64,6 +64,8 @@ type Target struct {
 	Args []string `json:"args,omitempty"`
 	// Binary is the kubestream binary to run; empty: Options.Binary.
 	Binary string `json:"binary,omitempty"`
+	// Env is added to kubestream's environment (GOGC=200, GOMEMLIMIT=...).
+	Env []string `json:"env,omitempty"`
 }
 
 // Floor is the target every run measures first in its first round.
@@ -187,9 +189,12 @@ func (r Result) Churn() Phase {
 
 // Idle is the process at rest after its initial list.
 type Idle struct {
-	RSSBytes       int64   `json:"rssBytes"`
-	HeapInuseBytes int64   `json:"heapInuseBytes"`
-	CPUPerSecond   float64 `json:"cpuSecondsPerSecond"`
+	RSSBytes       int64 `json:"rssBytes"`
+	HeapInuseBytes int64 `json:"heapInuseBytes"`
+	// HeapAfterGCBytes is the heap in use after a forced collection: the
+	// baseline of Memory.HeapAfterGCPerPod.
+	HeapAfterGCBytes int64   `json:"heapInuseBytesAfterGC"`
+	CPUPerSecond     float64 `json:"cpuSecondsPerSecond"`
 }
 
 // Memory is the process with the cache phase's pods cached.
@@ -282,7 +287,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 func launch(o Options, t Target, kubeconfig, floorBin, dir string, extra ...string) (*process, func(), error) {
 	logPath := filepath.Join(dir, "process.log")
 	if t.Sink == SinkFloor {
-		p, err := startProcess(floorBin, []string{"--kubeconfig", kubeconfig, "--namespace", namespace}, nil, logPath, true)
+		p, err := startProcess(floorBin, []string{"--kubeconfig", kubeconfig, "--namespace", namespace}, nil, nil, logPath, true)
 		return p, func() {}, err
 	}
 	bin := t.Binary
@@ -315,7 +320,7 @@ func launch(o Options, t Target, kubeconfig, floorBin, dir string, extra ...stri
 		readerArgs = []string{"tail", "--output", "json", "--kafka-brokers", brokers, "--kafka-topic", "kubestream.pods"}
 	}
 	args = append(args, t.Args...)
-	p, err := startProcess(bin, args, readerArgs, logPath, false)
+	p, err := startProcess(bin, args, t.Env, readerArgs, logPath, false)
 	if err != nil {
 		release()
 		return nil, nil, err
@@ -409,6 +414,10 @@ func measureIdle(ctx context.Context, o Options, p *process, out *Idle) error {
 		return err
 	}
 	out.HeapInuseBytes = int64(p.metric("go_memstats_heap_inuse_bytes"))
+	if err := p.saveProfile(ctx, "/debug/pprof/heap?gc=1", os.DevNull); err != nil {
+		return err
+	}
+	out.HeapAfterGCBytes = int64(p.metric("go_memstats_heap_inuse_bytes"))
 	return nil
 }
 
@@ -432,6 +441,6 @@ func measureCache(ctx context.Context, o Options, p *process, r *Result, heapPro
 	if err := p.saveProfile(ctx, "/debug/pprof/heap?gc=1", heapProfile); err != nil {
 		return err
 	}
-	m.HeapAfterGCPerPod = (p.metric("go_memstats_heap_inuse_bytes") - float64(r.Idle.HeapInuseBytes)) / n
+	m.HeapAfterGCPerPod = (p.metric("go_memstats_heap_inuse_bytes") - float64(r.Idle.HeapAfterGCBytes)) / n
 	return nil
 }

@@ -37,15 +37,15 @@ type process struct {
 
 // startProcess runs binary and reads its events: from its stdout, or when
 // readerArgs are given, from the stdout of `binary readerArgs...` started
-// once the first serves /metrics. started is taken just before the exec.
-func startProcess(binary string, args, readerArgs []string, logPath string, floor bool) (*process, error) {
+// once the first serves /metrics; env is added to the first's environment.
+func startProcess(binary string, args, env, readerArgs []string, logPath string, floor bool) (*process, error) {
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
 	p := &process{rec: NewRecorder(), logPath: logPath, exited: make(chan struct{}), stderrDone: make(chan struct{}), floor: floor}
 	p.cmd = exec.Command(binary, args...)
-	p.cmd.Env = append(os.Environ(), "POD_NAME=bench")
+	p.cmd.Env = append(append(os.Environ(), "POD_NAME=bench"), env...)
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
