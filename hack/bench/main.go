@@ -38,6 +38,7 @@ func main() {
 		compareEnv string
 		outDir     string
 		out        string
+		render     string
 	)
 	flag.IntVar(&o.Pods, "pods", 2000, "pods of the churn phase, each created, updated twice and deleted")
 	flag.IntVar(&o.CachePods, "cache-pods", 0, "pods created and kept in the cache phase (default --pods); 20000 for the memory scenario")
@@ -58,7 +59,19 @@ func main() {
 	flag.DurationVar(&o.ScaleResync, "scale-resync", 0, "--resync of the scale scenario; positive: measure one replay round at that size with live updates during it")
 	flag.StringVar(&outDir, "out-dir", "", "write results.md, results.json, latency-cdf.svg and cost.svg here")
 	flag.StringVar(&out, "out", "", "also write the results as JSON to this file")
+	flag.StringVar(&render, "render", "", "measure nothing: write the --out-dir files again from this results.json")
 	flag.Parse()
+	if render != "" {
+		rep, err := loadtest.ReadReport(render)
+		if err == nil {
+			err = rep.WriteFiles(outDir)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	args := strings.Fields(extraArgs)
 	for _, sink := range strings.Split(sinks, ",") {

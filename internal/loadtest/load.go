@@ -41,7 +41,7 @@ type Phase struct {
 	LatencyP99 float64 `json:"latencyP99Seconds"`
 	LatencyMax float64 `json:"latencyMaxSeconds"`
 	// Latencies are all of them, sorted (for the CDF).
-	Latencies []float64 `json:"-"`
+	Latencies []float64 `json:"latenciesSeconds,omitempty"`
 }
 
 // loader writes pods to the apiserver and waits for their events.

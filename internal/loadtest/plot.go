@@ -84,7 +84,8 @@ func decade(s float64) string {
 // of the rounds' range with a whisker from its min to its max, the floor
 // in grey.
 func CostBars(w io.Writer, ss []Summary) {
-	const width, left, barH, gap, panelW = 780, 210, 18, 8, 220
+	// Each panel leaves room right of its longest bar for the range label.
+	const width, left, barH, gap, panelW, barMax = 730, 210, 18, 8, 260, 150
 	height := 60 + len(ss)*(barH+gap)
 	fmt.Fprintf(w, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", width, height, width, height)
 	fmt.Fprintf(w, `<rect width="%d" height="%d" fill="white"/>`+"\n", width, height)
@@ -98,7 +99,7 @@ func CostBars(w io.Writer, ss []Summary) {
 		{"RSS per cached pod, KB", func(s Summary) Range { return s.RSSPerPod }, "%.1f", 1e-3},
 	}
 	for pi, p := range panels {
-		x0 := float64(left + pi*(panelW+50))
+		x0 := float64(left + pi*panelW)
 		maxV := 0.0
 		for _, s := range ss {
 			if r := p.get(s); !math.IsNaN(r.Max) {
@@ -119,13 +120,13 @@ func CostBars(w io.Writer, ss []Summary) {
 				continue
 			}
 			mid := (r.Min + r.Max) / 2
-			bw := math.Max(0, mid) / maxV * panelW
+			bw := math.Max(0, mid) / maxV * barMax
 			fmt.Fprintf(w, `<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"/>`+"\n", x0, yy, bw, barH, color(i, s.Floor))
 			if r.Max > r.Min {
 				fmt.Fprintf(w, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="black"/>`+"\n",
-					x0+math.Max(0, r.Min)/maxV*panelW, yy+barH/2, x0+r.Max/maxV*panelW, yy+barH/2)
+					x0+math.Max(0, r.Min)/maxV*barMax, yy+barH/2, x0+r.Max/maxV*barMax, yy+barH/2)
 			}
-			fmt.Fprintf(w, `<text x="%.1f" y="%d">%s</text>`+"\n", x0+r.Max/maxV*panelW+4, yy+barH-5, html.EscapeString(rangeText(r, p.unit, p.scale)))
+			fmt.Fprintf(w, `<text x="%.1f" y="%d">%s</text>`+"\n", x0+r.Max/maxV*barMax+4, yy+barH-5, html.EscapeString(rangeText(r, p.unit, p.scale)))
 		}
 	}
 	fmt.Fprintf(w, `<text x="%d" y="%d" fill="#555">grey: the bare watch (floor) measured in the same run; whiskers: range over rounds</text>`+"\n", left, height-8)

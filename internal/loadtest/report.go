@@ -183,3 +183,17 @@ func (r *Report) Details(w io.Writer) {
 			float64(res.Idle.RSSBytes)/(1<<20), float64(res.Idle.HeapInuseBytes)/(1<<20), res.Idle.CPUPerSecond, res.Log)
 	}
 }
+
+// ReadReport reads a report that WriteFiles saved as results.json, to
+// render its table and plots again.
+func ReadReport(path string) (*Report, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("read report %s: %w", path, err)
+	}
+	return &r, nil
+}
