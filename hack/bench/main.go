@@ -55,6 +55,7 @@ func main() {
 	flag.StringVar(&compareEnv, "compare-env", "", "environment for the compared targets instead of --env; with it, --compare-binary defaults to --binary")
 	flag.StringVar(&extraArgs, "kubestream-args", "", "extra arguments for kubestream run, space-separated")
 	flag.StringVar(&o.ProfileDir, "profile-dir", "", "save each kubestream run's CPU profile of the churn phase and heap profile of the cache phase here (go tool pprof)")
+	flag.IntVar(&o.BurstPods, "burst-pods", 0, "also a burst phase per target: this many pods created as fast as the apiserver takes them (10000), then deleted")
 	flag.IntVar(&o.ScalePods, "scale-pods", 0, "also run the scale scenario: this many pods exist before kubestream starts (100000 for the target)")
 	flag.DurationVar(&o.ScaleResync, "scale-resync", 0, "--resync of the scale scenario; positive: measure one replay round at that size with live updates during it")
 	flag.StringVar(&outDir, "out-dir", "", "write results.md, results.json, latency-cdf.svg and cost.svg here")

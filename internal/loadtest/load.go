@@ -40,6 +40,11 @@ type Phase struct {
 	LatencyP50 float64 `json:"latencyP50Seconds"`
 	LatencyP99 float64 `json:"latencyP99Seconds"`
 	LatencyMax float64 `json:"latencyMaxSeconds"`
+	// EarlyP50 and LateP50 are the median latencies of the first and the
+	// last tenth of the writes, in the order they were sent: a stream that
+	// falls behind under a burst shows a LateP50 that keeps growing.
+	EarlyP50 float64 `json:"latencyFirstTenthP50Seconds"`
+	LateP50  float64 `json:"latencyLastTenthP50Seconds"`
 	// Latencies are all of them, sorted (for the CDF).
 	Latencies []float64 `json:"latenciesSeconds,omitempty"`
 }
@@ -143,6 +148,7 @@ func (l *loader) phase(ctx context.Context, p *process, name, prefix string, pod
 		ph.CPUPer1000Write = ph.CPUSeconds / float64(ph.Writes) * 1000
 	}
 	ph.Latencies, ph.Unmatched = latencies(writes, p.rec)
+	ph.EarlyP50, ph.LateP50 = tenths(writes, p.rec)
 	ph.LatencyP50, ph.LatencyP99 = Quantile(ph.Latencies, 0.50), Quantile(ph.Latencies, 0.99)
 	ph.LatencyMax = Quantile(ph.Latencies, 1)
 	return ph, nil
@@ -176,6 +182,17 @@ func latencies(writes []write, rec *Recorder) (sorted []float64, unmatched int) 
 	}
 	slices.Sort(sorted)
 	return sorted, unmatched
+}
+
+// tenths are the median latencies of the first and the last tenth of the
+// writes by the time they were sent.
+func tenths(writes []write, rec *Recorder) (early, late float64) {
+	byTime := slices.Clone(writes)
+	slices.SortFunc(byTime, func(a, b write) int { return a.sent.Compare(b.sent) })
+	n := max(1, len(byTime)/10)
+	first, _ := latencies(byTime[:min(n, len(byTime))], rec)
+	last, _ := latencies(byTime[max(0, len(byTime)-n):], rec)
+	return Quantile(first, 0.5), Quantile(last, 0.5)
 }
 
 // waitForLast waits until the event of each pod's last write was read.

@@ -16,6 +16,9 @@
 //     seconds of the process per 1000 events, and the latency from the
 //     moment each write was sent to the moment its event was read back.
 //
+// With BurstPods, a fourth phase creates that many pods as fast as the
+// apiserver takes them and deletes them again: the stream must keep up.
+//
 // With ScalePods, a last scenario creates that many pods before kubestream
 // starts and measures its initial round and a replay round at that size.
 //
@@ -84,6 +87,9 @@ type Options struct {
 	// is the memory scenario: at 2000 the per-pod figure is mostly the
 	// garbage collector's noise.
 	CachePods int
+	// BurstPods, when positive, adds a burst phase per target: that many pods
+	// created as fast as the apiserver takes them, then deleted.
+	BurstPods int
 	// Rate is the target writes per second; Workers the writing goroutines.
 	Rate    float64
 	Workers int
@@ -127,8 +133,8 @@ func (o *Options) defaults() {
 
 // Validate says what is wrong with o.
 func (o Options) Validate() error {
-	if o.Pods < 1 || o.Rate <= 0 || o.Workers < 0 || o.CachePods < 0 || o.ScalePods < 0 {
-		return fmt.Errorf("pods and rate must be positive, workers, cache pods and scale pods not negative")
+	if o.Pods < 1 || o.Rate <= 0 || o.Workers < 0 || o.CachePods < 0 || o.ScalePods < 0 || o.BurstPods < 0 {
+		return fmt.Errorf("pods and rate must be positive; workers, cache, scale and burst pods not negative")
 	}
 	for _, t := range o.Targets {
 		switch t.Sink {
@@ -377,6 +383,19 @@ func measure(ctx context.Context, o Options, t Target, round int, kubeconfig, fl
 		return r, err
 	}
 	r.Phases = []Phase{churn, create, del}
+	if o.BurstPods > 0 {
+		burst := *l
+		burst.rate = 0
+		b, err := burst.phase(ctx, p, "burst", "burst", o.BurstPods, []string{opCreate})
+		if err != nil {
+			return r, err
+		}
+		bd, err := burst.phase(ctx, p, "burst-delete", "burst", o.BurstPods, []string{opDelete})
+		if err != nil {
+			return r, err
+		}
+		r.Phases = append(r.Phases, b, bd)
+	}
 	if r.ExitCode, err = p.stop(30 * time.Second); err != nil {
 		return r, err
 	}

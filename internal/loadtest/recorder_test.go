@@ -94,3 +94,26 @@ func TestLatenciesFromSend(t *testing.T) {
 }
 
 func near(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
+
+func TestTenthsShowAGrowingLag(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var writes []write
+	var times []time.Time
+	for i := range 100 {
+		name := "burst-" + string(rune('a'+i/26)) + string(rune('a'+i%26))
+		sent := t0.Add(time.Duration(i) * time.Millisecond)
+		// The lag grows by a millisecond per write: 0 ms for the first.
+		times = append(times, sent.Add(time.Duration(i)*time.Millisecond))
+		writes = append(writes, write{pod: name, op: opCreate, key: EventKey(name, opCreate, "1"), sent: sent})
+	}
+	r := recorderAt(times...)
+	for _, wr := range writes {
+		r.Line([]byte(`{"operation":"OPERATION_CREATED","object":{"name":"` + wr.pod + `","resourceVersion":"1"}}`))
+	}
+	// Shuffled order must not matter: the tenths go by the time sent.
+	writes[0], writes[99] = writes[99], writes[0]
+	early, late := tenths(writes, r)
+	if !near(early, 0.004) || !near(late, 0.094) {
+		t.Errorf("tenths %v / %v, want 0.004 / 0.094", early, late)
+	}
+}

@@ -30,6 +30,13 @@ type Summary struct {
 	HeapGCPerPod   Range `json:"heapBytesPerCachedPodAfterGC"`
 	CreateCPU1000  Range `json:"cacheCreateCpuSecondsPer1000Events"`
 	CreateTimesFlr Range `json:"cacheCreateCpuTimesFloor"`
+	// The burst phase, when run.
+	BurstWrites Range `json:"burstWrites"`
+	BurstRate   Range `json:"burstWritesPerSecond"`
+	BurstP50    Range `json:"burstLatencyP50Seconds"`
+	BurstP99    Range `json:"burstLatencyP99Seconds"`
+	BurstEarly  Range `json:"burstFirstTenthP50Seconds"`
+	BurstLate   Range `json:"burstLastTenthP50Seconds"`
 	// latencies of every round's churn phase, sorted, for the CDF.
 	latencies []float64
 }
@@ -47,6 +54,7 @@ func (r *Report) Summaries() []Summary {
 	for _, t := range r.Settings.Targets {
 		s := Summary{Target: t.Name, Floor: t.Sink == SinkFloor}
 		var cpu, ratio, p50, p99, a50, a99, del, coal, wps, rss, heap, ccpu, cratio, lat []float64
+		var bw, br, b50, b99, be, bl []float64
 		for _, res := range r.Results {
 			if res.Target != t.Name {
 				continue
@@ -58,6 +66,10 @@ func (r *Report) Summaries() []Summary {
 			del, coal, wps = append(del, float64(c.EventsDelivered)), append(coal, float64(c.Coalesced)), append(wps, c.WritesPerSecond)
 			rss, heap = append(rss, res.Cache.RSSPerPod), append(heap, res.Cache.HeapAfterGCPerPod)
 			lat = append(lat, c.Latencies...)
+			if b := phaseNamed(res, "burst"); b.Writes > 0 {
+				bw, br, b50, b99 = append(bw, float64(b.Writes)), append(br, b.WritesPerSecond), append(b50, b.LatencyP50), append(b99, b.LatencyP99)
+				be, bl = append(be, b.EarlyP50), append(bl, b.LateP50)
+			}
 			create := phaseNamed(res, "cache-create")
 			ccpu = append(ccpu, create.CPUPer1000)
 			if f, ok := floors[res.Round]; ok {
@@ -72,6 +84,8 @@ func (r *Report) Summaries() []Summary {
 		s.Delivered, s.Coalesced, s.WritesPerSec = RangeOf(del), RangeOf(coal), RangeOf(wps)
 		s.RSSPerPod, s.HeapGCPerPod = RangeOf(rss), RangeOf(heap)
 		s.CreateCPU1000, s.CreateTimesFlr = RangeOf(ccpu), RangeOf(cratio)
+		s.BurstWrites, s.BurstRate, s.BurstP50, s.BurstP99 = RangeOf(bw), RangeOf(br), RangeOf(b50), RangeOf(b99)
+		s.BurstEarly, s.BurstLate = RangeOf(be), RangeOf(bl)
 		s.latencies = sortedCopy(lat)
 		out = append(out, s)
 	}
@@ -106,6 +120,13 @@ func (r *Report) Markdown(w io.Writer) {
 			rangeText(s.LatencyP50, "%.0f", 1000), rangeText(s.LatencyP99, "%.0f", 1000), added,
 			rangeText(s.RSSPerPod, "%.1f", 1e-3), rangeText(s.HeapGCPerPod, "%.1f", 1e-3),
 			rangeText(s.Delivered, "%.0f", 1), rangeText(s.Coalesced, "%.0f", 1))
+	}
+	for _, s := range r.Summaries() {
+		if s.BurstWrites.Max > 0 {
+			fmt.Fprintf(w, "\nBurst, %s: %s writes at %s writes/s; latency p50 %s / p99 %s ms, median of the first tenth %s ms, of the last tenth %s ms.", s.Target,
+				rangeText(s.BurstWrites, "%.0f", 1), rangeText(s.BurstRate, "%.0f", 1), rangeText(s.BurstP50, "%.0f", 1000), rangeText(s.BurstP99, "%.0f", 1000),
+				rangeText(s.BurstEarly, "%.0f", 1000), rangeText(s.BurstLate, "%.0f", 1000))
+		}
 	}
 	if sc := r.Scale; sc != nil {
 		fmt.Fprintf(w, "\nScale, %s, %d pods created before the start: initial round read back %.1f s after the exec (%.1f CPU-s); RSS %.1f KB and heap after GC %.1f KB per pod (whole process).",
