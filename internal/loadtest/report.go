@@ -126,6 +126,7 @@ func (r *Report) Markdown(w io.Writer) {
 			fmt.Fprintf(w, "\nBurst, %s: %s writes at %s writes/s; latency p50 %s / p99 %s ms, median of the first tenth %s ms, of the last tenth %s ms.", s.Target,
 				rangeText(s.BurstWrites, "%.0f", 1), rangeText(s.BurstRate, "%.0f", 1), rangeText(s.BurstP50, "%.0f", 1000), rangeText(s.BurstP99, "%.0f", 1000),
 				rangeText(s.BurstEarly, "%.0f", 1000), rangeText(s.BurstLate, "%.0f", 1000))
+			fmt.Fprintln(w)
 		}
 	}
 	if sc := r.Scale; sc != nil {
