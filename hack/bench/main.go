@@ -36,6 +36,7 @@ func main() {
 		compareTag string
 		env        string
 		compareEnv string
+		compareArg string
 		outDir     string
 		out        string
 		render     string
@@ -53,6 +54,7 @@ func main() {
 	flag.StringVar(&compareTag, "compare-name", "compared", "what the --compare-binary targets' names say in parentheses")
 	flag.StringVar(&env, "env", "", "environment for the kubestream targets, space-separated (GOGC=200 GOMEMLIMIT=64MiB)")
 	flag.StringVar(&compareEnv, "compare-env", "", "environment for the compared targets instead of --env; with it, --compare-binary defaults to --binary")
+	flag.StringVar(&compareArg, "compare-args", "", "extra kubestream run arguments of the compared targets, added to --kubestream-args; with it, --compare-binary defaults to --binary")
 	flag.StringVar(&extraArgs, "kubestream-args", "", "extra arguments for kubestream run, space-separated")
 	flag.StringVar(&o.ProfileDir, "profile-dir", "", "save each kubestream run's CPU profile of the churn phase and heap profile of the cache phase here (go tool pprof)")
 	flag.IntVar(&o.BurstPods, "burst-pods", 0, "also a burst phase per target: this many pods created as fast as the apiserver takes them (10000), then deleted")
@@ -78,12 +80,13 @@ func main() {
 	for _, sink := range strings.Split(sinks, ",") {
 		sink = strings.TrimSpace(sink)
 		o.Targets = append(o.Targets, loadtest.Target{Name: "kubestream, " + sink, Sink: sink, Args: args, Env: strings.Fields(env)})
-		if compareBin != "" || compareEnv != "" {
+		if compareBin != "" || compareEnv != "" || compareArg != "" {
 			e := strings.Fields(env)
 			if compareEnv != "" {
 				e = strings.Fields(compareEnv)
 			}
-			o.Targets = append(o.Targets, loadtest.Target{Name: "kubestream, " + sink + " (" + compareTag + ")", Sink: sink, Args: args, Binary: compareBin, Env: e})
+			a := append(append([]string(nil), args...), strings.Fields(compareArg)...)
+			o.Targets = append(o.Targets, loadtest.Target{Name: "kubestream, " + sink + " (" + compareTag + ")", Sink: sink, Args: a, Binary: compareBin, Env: e})
 		}
 	}
 	if err := o.Validate(); err != nil {
