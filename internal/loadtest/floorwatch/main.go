@@ -84,9 +84,15 @@ func run(ctx context.Context, kubeconfig, namespace string) error {
 			return fmt.Errorf("watch pods from resourceVersion %s: %w", rv, err)
 		}
 		for ev := range w.ResultChan() {
+			if ev.Type == watch.Error {
+				// The floor does not relist: events would be missed, and
+				// the harness must fail rather than wait for them.
+				w.Stop()
+				return fmt.Errorf("watch pods from resourceVersion %s: %v", rv, ev.Object)
+			}
 			pod, ok := ev.Object.(*corev1.Pod)
 			if !ok {
-				continue // a watch error: start again from rv
+				continue
 			}
 			rv = pod.ResourceVersion
 			op := map[watch.EventType]string{watch.Added: "OPERATION_CREATED", watch.Modified: "OPERATION_UPDATED", watch.Deleted: "OPERATION_DELETED"}[ev.Type]
