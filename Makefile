@@ -91,7 +91,7 @@ image: ## build the container image (needs a Docker engine)
 .PHONY: bench
 BENCH_ARGS ?= --sinks kafka,nats,stdout --rounds 2 --out-dir bench-results
 
-bench: controlplane ## performance: the load harness against the bare-watch floor (about 8 min, BENCH_ARGS), restart and failover (about 12 min), Go benchmarks (figures in docs/)
+bench: controlplane ## performance: the load harness against the bare-watch floor (about 10 min on 2 shared cores, BENCH_ARGS), restart and failover (about 12 min), Go benchmarks (figures in docs/)
 	$(GO) run ./hack/bench $(BENCH_ARGS)
 	$(GO) run ./hack/bench-resume
 	$(GO) test -run '^$$' -bench . -benchmem ./test/bench/ ./pkg/imagestorage/
