@@ -124,8 +124,10 @@ image-push: ## build and push the multi-arch image $(REGISTRY)/kubestream:$(VERS
 	docker buildx build --platform linux/amd64,linux/arm64 --build-arg VERSION=$(VERSION) --build-arg REVISION=$$(git rev-parse HEAD) --build-arg CREATED=$$(date -u +%FT%TZ) -t $(REGISTRY)/kubestream:$(VERSION) --push .
 
 .PHONY: bench
-bench: controlplane ## performance: the end-to-end load harness, restart and failover (about 12 min), Go benchmarks (figures in docs/)
-	$(GO) run ./hack/bench
+BENCH_ARGS ?= --sinks kafka,nats,stdout --rounds 2 --out-dir bench-results
+
+bench: controlplane ## performance: the load harness against the bare-watch floor (about 10 min on 2 shared cores, BENCH_ARGS), restart and failover (about 12 min), Go benchmarks (figures in docs/)
+	$(GO) run ./hack/bench $(BENCH_ARGS)
 	$(GO) run ./hack/bench-resume
 	$(GO) test -run '^$$' -bench . -benchmem ./test/bench/ ./pkg/imagestorage/
 	$(GO) test -run '^$$' -bench KafkaSink -benchmem ./pkg/sink/kafka/

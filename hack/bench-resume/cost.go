@@ -2,110 +2,77 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
+	"time"
 
-	"github.com/kubestream/kubestream/hack/internal/benchproc"
+	"github.com/kubestream/kubestream/internal/loadtest"
 )
 
-// costResults compares hack/bench's churn with resume on and off.
+// costResults compares the load harness's churn with resume on and off.
 type costResults struct {
 	Runs []costRun `json:"runs"`
 	// Mean CPU seconds per 1000 churn events of each side, and on / off.
 	OnPer1000  float64 `json:"resumeOnCpuSecondsPer1000Events"`
 	OffPer1000 float64 `json:"resumeOffCpuSecondsPer1000Events"`
 	Ratio      float64 `json:"ratio"`
+	// FloorPer1000 is the bare watch's, measured in the same rounds.
+	FloorPer1000 float64 `json:"floorCpuSecondsPer1000Events"`
 }
 
 type costRun struct {
 	Resume bool `json:"resume"`
-	// From hack/bench's churn phase.
+	// From the churn phase.
 	Writes          int     `json:"writes"`
 	WritesPerSecond float64 `json:"writesPerSecond"`
 	Events          int     `json:"eventsDelivered"`
 	CPUSeconds      float64 `json:"cpuSeconds"`
 	CPUPer1000      float64 `json:"cpuSecondsPer1000Events"`
-	LagP99          float64 `json:"lagP99Seconds"`
+	LagP99          float64 `json:"latencyP99Seconds"`
 	// CreatePer1000 and DeletePer1000 are the cache phase's create and
 	// delete waves.
 	CreatePer1000 float64 `json:"cacheCreateCpuSecondsPer1000Events"`
 	DeletePer1000 float64 `json:"cacheDeleteCpuSecondsPer1000Events"`
-	Out           string  `json:"out"`
 }
 
-// benchOutput is the part of hack/bench's --out JSON read here.
-type benchOutput struct {
-	Phases []struct {
-		Name            string  `json:"name"`
-		Writes          int     `json:"writes"`
-		WritesPerSecond float64 `json:"writesPerSecond"`
-		EventsDelivered int     `json:"eventsDelivered"`
-		CPUSeconds      float64 `json:"cpuSeconds"`
-		CPUPer1000      float64 `json:"cpuSecondsPer1000Events"`
-		LagP99          float64 `json:"lagP99Seconds"`
-	} `json:"phases"`
-}
-
+// costScenario runs internal/loadtest with the Kafka sink, resume on and
+// --resume=false as two targets, --cost-rounds rounds: the order is
+// reversed every other round, so a drift of the machine's load falls on
+// both sides.
 func costScenario(ctx context.Context, o options) (*costResults, error) {
-	dir := filepath.Join(o.logDir, "cost")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	benchBin, err := benchproc.GoBuild(dir, "bench", "./hack/bench")
+	on := loadtest.Target{Name: "resume on", Sink: loadtest.SinkKafka, Binary: o.binary}
+	off := loadtest.Target{Name: "resume off", Sink: loadtest.SinkKafka, Binary: o.binary, Args: []string{"--resume=false"}}
+	logf("cost: %d rounds of the load harness, Kafka sink, resume on and off", o.costRounds)
+	rep, err := loadtest.Run(ctx, loadtest.Options{Targets: []loadtest.Target{loadtest.Floor, on, off}, Rounds: o.costRounds, Pods: 2000, Rate: 500, Workers: 32,
+		Settle: 3 * time.Second, Binary: o.binary})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("load harness: %w", err)
 	}
 	res := &costResults{}
-	// on, off, off, on, on, off, ...: a linear drift of the machine's load
-	// falls on both sides equally.
-	var order []bool
-	for i := 0; i < o.costRounds; i++ {
-		order = append(order, i%2 == 0, i%2 != 0)
-	}
-	var on, off []float64
-	for i, resume := range order {
-		out := filepath.Join(dir, fmt.Sprintf("bench-%d.json", i+1))
-		args := []string{"--sink", "kafka", "--binary", o.binary, "--out", out}
-		if !resume {
-			args = append(args, "--kubestream-args", "--resume=false")
+	var onCPU, offCPU, floorCPU []float64
+	for _, r := range rep.Results {
+		ph := r.Churn()
+		if r.Sink == loadtest.SinkFloor {
+			floorCPU = append(floorCPU, ph.CPUPer1000)
+			continue
 		}
-		logf("cost: run %d of %d: hack/bench %v", i+1, len(order), args)
-		cmd := exec.CommandContext(ctx, benchBin, args...)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			return res, fmt.Errorf("hack/bench %v: %w", args, err)
-		}
-		b, err := os.ReadFile(out)
-		if err != nil {
-			return res, err
-		}
-		var bo benchOutput
-		if err := json.Unmarshal(b, &bo); err != nil {
-			return res, fmt.Errorf("read %s: %w", out, err)
-		}
-		run := costRun{Resume: resume, Out: out}
-		for _, ph := range bo.Phases {
-			switch ph.Name {
-			case "churn":
-				run.Writes, run.WritesPerSecond, run.Events = ph.Writes, ph.WritesPerSecond, ph.EventsDelivered
-				run.CPUSeconds, run.CPUPer1000, run.LagP99 = ph.CPUSeconds, ph.CPUPer1000, ph.LagP99
+		run := costRun{Resume: r.Target == on.Name, Writes: ph.Writes, WritesPerSecond: ph.WritesPerSecond, Events: ph.EventsDelivered,
+			CPUSeconds: ph.CPUSeconds, CPUPer1000: ph.CPUPer1000, LagP99: ph.LatencyP99}
+		for _, p := range r.Phases {
+			switch p.Name {
 			case "cache-create":
-				run.CreatePer1000 = ph.CPUPer1000
+				run.CreatePer1000 = p.CPUPer1000
 			case "cache-delete":
-				run.DeletePer1000 = ph.CPUPer1000
+				run.DeletePer1000 = p.CPUPer1000
 			}
 		}
-		if resume {
-			on = append(on, run.CPUPer1000)
+		if run.Resume {
+			onCPU = append(onCPU, run.CPUPer1000)
 		} else {
-			off = append(off, run.CPUPer1000)
+			offCPU = append(offCPU, run.CPUPer1000)
 		}
 		res.Runs = append(res.Runs, run)
 	}
-	res.OnPer1000, res.OffPer1000 = mean(on), mean(off)
+	res.OnPer1000, res.OffPer1000, res.FloorPer1000 = mean(onCPU), mean(offCPU), mean(floorCPU)
 	if res.OffPer1000 > 0 {
 		res.Ratio = res.OnPer1000 / res.OffPer1000
 	}

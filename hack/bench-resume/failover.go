@@ -14,7 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/kubestream/kubestream/hack/internal/benchproc"
+	"github.com/kubestream/kubestream/internal/loadtest"
 	"github.com/kubestream/kubestream/pkg/leader"
 )
 
@@ -138,7 +138,7 @@ func failoverScenario(ctx context.Context, o options) (*failoverResults, error) 
 		f.writeLoop(wctx)
 	}()
 	defer func() { stopWrites(); <-writerDone }()
-	if err := benchproc.Sleep(ctx, 3*time.Second); err != nil {
+	if err := loadtest.Sleep(ctx, 3*time.Second); err != nil {
 		return res, err
 	}
 	for c := 0; c < o.failoverCycles; c++ {
@@ -150,14 +150,14 @@ func failoverScenario(ctx context.Context, o options) (*failoverResults, error) 
 			res.Switches = append(res.Switches, ev)
 			logf("failover: %s %s: %s published its first event %.2f s after the signal (round %s, %d object events %v, end at %.2f s); %d writes in the gap, %d with an event of their own; overlap %v",
 				sig, ev.From, ev.To, ev.SignalToFirst, ev.Round.Reason, ev.Round.Events, ev.Round.Ops, ev.SignalToEnd, ev.GapWrites, ev.GapWritesOwnEvent, ev.Overlap)
-			if err := benchproc.Sleep(ctx, 2*time.Second); err != nil {
+			if err := loadtest.Sleep(ctx, 2*time.Second); err != nil {
 				return res, err
 			}
 		}
 	}
 	stopWrites()
 	<-writerDone
-	if err := benchproc.Sleep(ctx, 3*time.Second); err != nil {
+	if err := loadtest.Sleep(ctx, 3*time.Second); err != nil {
 		return res, err
 	}
 	cms, err := client.CoreV1().ConfigMaps(failoverNamespace).List(ctx, metav1.ListOptions{})

@@ -24,10 +24,11 @@
 //     and its round's object events are counted by operation. After every
 //     round the consumer of pkg/contract, fed with everything read back,
 //     must hold exactly the apiserver's pods.
-//   - cost: the churn workload of hack/bench with --sink kafka, alternating
-//     resume on (the default) and --resume=false, --cost-rounds each, in
-//     the order on, off, off, on, ... so that a drift of the machine's
-//     load falls on both sides; CPU seconds per 1000 events both ways.
+//   - cost: the churn workload of internal/loadtest with the Kafka sink,
+//     resume on (the default) and --resume=false as two targets next to
+//     the bare-watch floor, --cost-rounds rounds, the order reversed every
+//     other round so that a drift of the machine's load falls on both
+//     sides; CPU seconds per 1000 events both ways.
 //   - failover: two kubestream processes with --leader-elect (default lease
 //     settings) and a configmap update every 100 ms. The leader is
 //     SIGKILLed, then (after it came back as a standby) the new leader gets
@@ -51,7 +52,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kubestream/kubestream/hack/internal/benchproc"
+	"github.com/kubestream/kubestream/internal/loadtest"
+	"github.com/kubestream/kubestream/internal/testbin"
 )
 
 type options struct {
@@ -74,7 +76,7 @@ func main() {
 	flag.StringVar(&o.binary, "binary", "", "kubestream binary to measure (default: build ./cmd/kubestream)")
 	flag.StringVar(&o.out, "out", "", "also write the results as JSON to this file")
 	flag.StringVar(&o.logDir, "log-dir", "", "keep kubestream's logs here (default: a new temporary directory, kept)")
-	flag.IntVar(&o.costRounds, "cost-rounds", 2, "hack/bench runs with resume on, and as many with --resume=false")
+	flag.IntVar(&o.costRounds, "cost-rounds", 2, "load harness rounds, each with resume on, --resume=false and the floor")
 	flag.IntVar(&o.failoverCycles, "failover-cycles", 3, "SIGKILL and SIGTERM failovers, each this many times")
 	flag.Parse()
 	o.scenarios = strings.Split(scenarios, ",")
@@ -119,7 +121,7 @@ type results struct {
 }
 
 type machine struct {
-	benchproc.Machine
+	loadtest.Machine
 	LoadAvg float64 `json:"loadAverage1mAtStart"`
 }
 
@@ -137,7 +139,7 @@ func run(ctx context.Context, o options) (*results, error) {
 	res.LogDir = o.logDir
 	fmt.Fprintf(os.Stderr, "bench-resume: logs in %s\n", o.logDir)
 	if o.binary == "" {
-		bin, err := benchproc.GoBuild(o.logDir, "kubestream", "./cmd/kubestream")
+		bin, err := testbin.GoBuild(o.logDir, "kubestream", "./cmd/kubestream")
 		if err != nil {
 			return nil, err
 		}
@@ -163,7 +165,7 @@ func run(ctx context.Context, o options) (*results, error) {
 }
 
 func describeMachine() machine {
-	m := machine{Machine: benchproc.DescribeMachine()}
+	m := machine{Machine: loadtest.DescribeMachine()}
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		fmt.Sscanf(string(b), "%f", &m.LoadAvg)
 	}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/kubestream/kubestream/hack/internal/benchproc"
+	"github.com/kubestream/kubestream/internal/loadtest"
 )
 
 func (r *results) print(w io.Writer) {
@@ -34,14 +34,14 @@ func (r *results) print(w io.Writer) {
 		}
 	}
 	if c := r.Cost; c != nil {
-		fmt.Fprintf(w, "\ncost of the state: hack/bench churn, --sink kafka\n")
+		fmt.Fprintf(w, "\ncost of the state: load harness churn, Kafka sink\n")
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "run\tresume\twrites/s\tevents\tCPU-s\tCPU-s/1000 ev\tlag p99\tcreate CPU-s/1000\tdelete CPU-s/1000")
 		for i, run := range c.Runs {
 			fmt.Fprintf(tw, "%d\t%v\t%.0f\t%d\t%.2f\t%.3f\t%s\t%.3f\t%.3f\n", i+1, run.Resume, run.WritesPerSecond, run.Events, run.CPUSeconds, run.CPUPer1000, secs(run.LagP99), run.CreatePer1000, run.DeletePer1000)
 		}
 		tw.Flush()
-		fmt.Fprintf(w, "mean CPU-s per 1000 events: resume on %.3f, off %.3f, ratio %.3f\n", c.OnPer1000, c.OffPer1000, c.Ratio)
+		fmt.Fprintf(w, "mean CPU-s per 1000 events: resume on %.3f, off %.3f, ratio %.3f; bare watch (floor) %.3f\n", c.OnPer1000, c.OffPer1000, c.Ratio, c.FloorPer1000)
 	}
 	if f := r.Failover; f != nil {
 		fmt.Fprintf(w, "\nfailover: lease %s, renew deadline %s, retry period %s; a configmap update every 100 ms\n", f.LeaseDuration, f.RenewDeadline, f.RetryPeriod)
@@ -68,11 +68,11 @@ func ops(m map[string]int) string {
 	return strings.Join(parts, ", ")
 }
 
-// secs is benchproc.Seconds with a space before the unit, and "-" for 0
+// secs is loadtest.Seconds with a space before the unit, and "-" for 0
 // (not measured) as well as NaN.
 func secs(s float64) string {
 	if s == 0 {
 		return "-"
 	}
-	return benchproc.Seconds(s, " ")
+	return loadtest.Seconds(s, " ")
 }

@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kubestream/kubestream/hack/internal/benchproc"
+	"github.com/kubestream/kubestream/internal/loadtest"
 )
 
 // proc is one kubestream process. Its events are read from the bus by a
@@ -67,7 +67,7 @@ func startProc(name, binary string, args []string, logPath string) (*proc, error
 	go func() {
 		defer close(stderrDone)
 		defer logFile.Close()
-		benchproc.ScanLog(stderr, logFile, addr, func(line string) {
+		loadtest.ScanLog(stderr, logFile, addr, func(line string) {
 			for _, k := range logKeep {
 				if strings.Contains(line, k) {
 					p.mu.Lock()
@@ -157,11 +157,11 @@ func (p *proc) took(s string) float64 {
 }
 
 // cpuSeconds is utime+stime of the process from /proc/<pid>/stat.
-func (p *proc) cpuSeconds() (float64, error) { return benchproc.CPUSeconds(p.cmd.Process.Pid) }
+func (p *proc) cpuSeconds() (float64, error) { return loadtest.CPUSeconds(p.cmd.Process.Pid) }
 
 // metric reads one unlabelled sample from /metrics; NaN when absent.
 func (p *proc) metric(name string) float64 {
-	return benchproc.Metric(p.metricsAddr, name, 5*time.Second)
+	return loadtest.Metric(p.metricsAddr, name, 5*time.Second)
 }
 
 // ready reports whether /readyz answers 200.
@@ -196,7 +196,7 @@ func (p *proc) waitStateSettled(ctx context.Context, want int, quiet, timeout ti
 		if time.Now().After(deadline) {
 			return fmt.Errorf("kubestream %s: state not settled within %s (positions %v of %d, written %v); log: %s", p.name, timeout, known, want, written, p.logPath)
 		}
-		if err := benchproc.Sleep(ctx, 200*time.Millisecond); err != nil {
+		if err := loadtest.Sleep(ctx, 200*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -215,7 +215,7 @@ func waitFor(ctx context.Context, timeout time.Duration, what string, cond func(
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s did not happen within %s", what, timeout)
 		}
-		if err := benchproc.Sleep(ctx, 10*time.Millisecond); err != nil {
+		if err := loadtest.Sleep(ctx, 10*time.Millisecond); err != nil {
 			return err
 		}
 	}

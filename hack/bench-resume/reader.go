@@ -12,7 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/kubestream/kubestream/hack/internal/benchproc"
+	"github.com/kubestream/kubestream/internal/loadtest"
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
 	"github.com/kubestream/kubestream/pkg/contract"
 )
@@ -283,7 +283,7 @@ func (n *natsReader) attach(ctx context.Context, url string, timeout time.Durati
 		if time.Now().After(deadline) {
 			return fmt.Errorf("read JetStream stream %s at %s: %w", n.stream, url, err)
 		}
-		if err := benchproc.Sleep(ctx, 20*time.Millisecond); err != nil {
+		if err := loadtest.Sleep(ctx, 20*time.Millisecond); err != nil {
 			return err
 		}
 	}

@@ -19,8 +19,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/kubestream/kubestream/hack/internal/benchproc"
 	"github.com/kubestream/kubestream/internal/controlplane"
+	"github.com/kubestream/kubestream/internal/freeport"
+	"github.com/kubestream/kubestream/internal/loadtest"
 	"github.com/kubestream/kubestream/test/bench"
 )
 
@@ -107,7 +108,7 @@ func newBus(ctx context.Context, sink, dir string, topics []string) (*bus, error
 		}
 		b.close = func() { cancel(); kc.Close() }
 	case "nats":
-		port, err := benchproc.FreePort()
+		port, err := freeport.Port()
 		if err != nil {
 			return nil, err
 		}
@@ -308,7 +309,7 @@ func (r *restart) start(ctx context.Context, name string, extra []string, change
 	run.ListSeconds = p.took(`"Initial list synced"`)
 	run.LoadSeconds = p.took(`"Loaded saved positions"`)
 	// Live events of other objects would still be arriving: none here.
-	if err := benchproc.Sleep(ctx, 500*time.Millisecond); err != nil {
+	if err := loadtest.Sleep(ctx, 500*time.Millisecond); err != nil {
 		return nil, err
 	}
 	run.Round, _ = r.bus.log.round(inst, r.bus.copies)
@@ -417,7 +418,7 @@ func (r *restart) burstAndKill(ctx context.Context, p *proc, pods []string, valu
 	if err != nil {
 		return nil, err
 	}
-	if err := benchproc.Sleep(ctx, wait); err != nil {
+	if err := loadtest.Sleep(ctx, wait); err != nil {
 		return nil, err
 	}
 	written := p.metric("kubestream_state_positions_written_total") - r.last().StateWritten

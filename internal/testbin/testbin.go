@@ -1,11 +1,13 @@
-// Package testbin helps black-box tests run the kubestream binary: build it,
-// start the control plane it watches, and collect its output.
+// Package testbin helps black-box tests and the load harness run the
+// kubestream binary: build it, start the control plane it watches, and
+// collect its output.
 package testbin
 
 import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -21,16 +23,23 @@ import (
 
 // Build compiles ./cmd/kubestream from the module root into dir and returns
 // the binary's path.
-func Build(dir string) (string, error) {
+func Build(dir string) (string, error) { return GoBuild(dir, "kubestream", "./cmd/kubestream") }
+
+// GoBuild compiles pkg (such as ./cmd/kubestream) of the kubestream module
+// into dir/name and returns the binary's path. It works from any directory
+// inside the module: the tests' and the benchmark commands' one way to
+// build what they run.
+func GoBuild(dir, name, pkg string) (string, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("find module root: %w", err)
+	mod := strings.TrimSpace(string(out))
+	if err != nil || mod == "" || mod == os.DevNull {
+		return "", fmt.Errorf("find the module root (run from inside the kubestream module): %v", err)
 	}
-	bin := filepath.Join(dir, "kubestream")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/kubestream")
-	cmd.Dir = filepath.Dir(strings.TrimSpace(string(out)))
+	bin := filepath.Join(dir, name)
+	cmd := exec.Command("go", "build", "-o", bin, pkg)
+	cmd.Dir = filepath.Dir(mod)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/kubestream: %w\n%s", err, out)
+		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
 	}
 	return bin, nil
 }

@@ -145,7 +145,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Compression, "kafka-compression", o.Compression, "compression codec: none, gzip, snappy, lz4 or zstd")
 	fs.IntVar(&o.BatchSize, "kafka-batch-size", o.BatchSize, "most records per produce batch and partition")
 	fs.IntVar(&o.BatchBytes, "kafka-batch-bytes", o.BatchBytes, "most bytes per produce batch and partition, before compression; keep it below the topics' max.message.bytes. Larger single events are compressed alone, else trimmed")
-	fs.DurationVar(&o.BatchTimeout, "kafka-batch-timeout", o.BatchTimeout, "how long a partial batch waits for more records before it is sent (adds to latency)")
+	fs.DurationVar(&o.BatchTimeout, "kafka-batch-timeout", o.BatchTimeout, "how long the resume state writer lets a partial batch wait for more positions; events are sent as soon as a publish call has them (no linger)")
 	fs.DurationVar(&o.WriteTimeout, "kafka-write-timeout", o.WriteTimeout, "time limit of one produce request")
 	fs.DurationVar(&o.DialTimeout, "kafka-dial-timeout", o.DialTimeout, "time limit to connect to a broker, TLS and SASL included; also the start-up check")
 	fs.StringVar(&o.ClientID, "kafka-client-id", o.ClientID, "client id sent to the brokers (quotas, logs)")

@@ -114,8 +114,8 @@ type Sink struct {
 	addr      net.Addr
 	transport *kafkago.Transport
 	client    *kafkago.Client
-	// writer carries every record that fits in a batch.
-	writer *kafkago.Writer
+	// producer carries every record that fits in a batch.
+	producer *producer
 	// alone writes one record per request without kafka-go's local size
 	// check: oversized records (compressed on their own) and records whose
 	// batch the broker refused, to find out which record was too large.
@@ -208,23 +208,18 @@ func Open(ctx context.Context, opts Options) (*Sink, error) {
 		s.imageStorageRequired = true
 	}
 	s.client = &kafkago.Client{Addr: s.addr, Transport: s.transport, Timeout: opts.WriteTimeout}
-	s.writer = &kafkago.Writer{
-		Addr:      s.addr,
-		Transport: s.transport,
-		Balancer:  &balancer{},
-		// Not kafka-go's defaults: it acks nothing and lingers up to 1s.
-		RequiredAcks: kafkago.RequireAll,
-		BatchTimeout: opts.BatchTimeout,
-		BatchSize:    opts.BatchSize,
-		BatchBytes:   int64(opts.BatchBytes),
-		Compression:  codec,
-		MaxAttempts:  1,
-		ReadTimeout:  opts.WriteTimeout,
-		WriteTimeout: opts.WriteTimeout,
+	s.producer = &producer{
+		client:     s.client,
+		transport:  s.transport,
+		addr:       s.addr,
+		balancer:   &balancer{},
+		codec:      codec,
+		batchSize:  opts.BatchSize,
+		batchBytes: opts.BatchBytes,
 		// A topic that goes missing later is left to the broker's automatic
 		// creation unless the sink creates topics itself (with the settings
 		// given, not the broker's defaults).
-		AllowAutoTopicCreation: !opts.CreateTopics,
+		autoCreate: !opts.CreateTopics,
 	}
 	// Oversized records are compressed even when --kafka-compression is
 	// none: zstd shrinks Kubernetes objects the most (every broker since
@@ -516,8 +511,8 @@ func (s *Sink) Publish(ctx context.Context, events []*kubestreamv1.Event) []erro
 		}
 	}
 
-	// Everything that fits goes in one WriteMessages call, so kafka-go
-	// batches per partition across events (and across concurrent calls).
+	// Everything that fits goes in one call: one produce request per
+	// partition for all of the call's events.
 	var batch []kafkago.Message
 	var owner []int
 	var alone []int
@@ -535,13 +530,11 @@ func (s *Sink) Publish(ctx context.Context, events []*kubestreamv1.Event) []erro
 		batch = append(batch, ms...)
 	}
 	if len(batch) > 0 {
-		werr := s.writer.WriteMessages(ctx, batch...)
-		var perRecord kafkago.WriteErrors
-		isPerRecord := errors.As(werr, &perRecord) && len(perRecord) == len(batch)
+		perRecord := s.producer.write(ctx, batch)
 		refused := map[int]bool{}
 		for j := range batch {
-			err := werr
-			if isPerRecord {
+			var err error
+			if perRecord != nil {
 				err = perRecord[j]
 			}
 			i := owner[j]
@@ -871,12 +864,13 @@ func (s *Sink) createTopicsWith(ctx context.Context, topics []string, cleanupPol
 	return out
 }
 
-// Close flushes records still in flight (after a Publish gave up on its
-// context) within ctx's deadline and closes connections.
+// Close flushes records of oversized events still in flight (after a
+// Publish gave up on its context) within ctx's deadline and closes
+// connections.
 func (s *Sink) Close(ctx context.Context) error {
 	done := make(chan error, 1)
 	go func() {
-		err := errors.Join(s.writer.Close(), s.alone.Close())
+		err := s.alone.Close()
 		s.transport.CloseIdleConnections()
 		done <- err
 	}()

@@ -344,39 +344,41 @@ func TestOpenWithoutBrokerNamesAddresses(t *testing.T) {
 	}
 }
 
-func TestCloseFlushesInFlightRecords(t *testing.T) {
+// TestPublishReturnsOnTheAck: records that fit in a batch are produced
+// when Publish is called and acknowledged before it returns, whatever
+// --kafka-batch-timeout says, so Close has nothing of theirs to flush.
+func TestPublishReturnsOnTheAck(t *testing.T) {
 	ctx := testContext(t)
 	c := newCluster(t)
 	o := testOptions(c)
-	o.BatchTimeout = time.Minute // only Close sends the batch
-	s, err := kafka.Open(ctx, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Create the topic first so the record waits in kafka-go's batch, not
-	// in topic creation.
-	topicReady := testOptions(c)
-	warm := openSink(t, ctx, topicReady)
-	publish(t, ctx, warm, created(kinds.Pods, pod("a", "warm", "u0", "1")))
-
-	pctx, cancel := context.WithCancel(ctx)
-	done := make(chan []error, 1)
-	go func() {
-		done <- s.Publish(pctx, []*kubestreamv1.Event{created(kinds.Pods, pod("a", "late", "u1", "1"))})
-	}()
-	time.Sleep(300 * time.Millisecond) // let Publish hand the record to the lingering batch
-	cancel()
-	if errs := <-done; errs == nil || !errors.Is(errs[0], context.Canceled) {
-		t.Fatalf("Publish with cancelled context: %v, want context.Canceled", errs)
-	}
-	cctx, ccancel := context.WithTimeout(ctx, 20*time.Second)
-	defer ccancel()
-	if err := s.Close(cctx); err != nil {
-		t.Fatalf("Close: %v", err)
+	o.BatchTimeout = time.Hour // a lingering batch would outlive the test
+	s := openSink(t, ctx, o)
+	pctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if errs := s.Publish(pctx, []*kubestreamv1.Event{created(kinds.Pods, pod("a", "now", "u1", "1"))}); errs != nil {
+		t.Fatalf("Publish: %v", errs)
 	}
 	keys := keysOf(readTopic(t, ctx, o.Brokers, "kubestream.pods"))
-	if !strings.Contains(strings.Join(keys, " "), "pods/a/late") {
-		t.Errorf("record in flight at Close is not in Kafka: %v", keys)
+	if !strings.Contains(strings.Join(keys, " "), "pods/a/now") {
+		t.Errorf("acknowledged record is not in Kafka: %v", keys)
+	}
+}
+
+// TestPublishWithCancelledContext fails every event with the context's
+// error: nothing counts as delivered that Kafka did not acknowledge.
+func TestPublishWithCancelledContext(t *testing.T) {
+	ctx := testContext(t)
+	c := newCluster(t)
+	s := openSink(t, ctx, testOptions(c))
+	publish(t, ctx, s, created(kinds.Pods, pod("a", "warm", "u0", "1")))
+	pctx, cancel := context.WithCancel(ctx)
+	cancel()
+	errs := s.Publish(pctx, []*kubestreamv1.Event{created(kinds.Pods, pod("a", "b", "u1", "1")), created(kinds.Pods, pod("a", "c", "u2", "1"))})
+	if len(errs) != 2 || !errors.Is(errs[0], context.Canceled) || !errors.Is(errs[1], context.Canceled) {
+		t.Fatalf("Publish with a cancelled context: %v, want context.Canceled for both", errs)
+	}
+	if st := s.Stats(); st.Records != 1 {
+		t.Errorf("records counted %d, want 1 (the warm-up)", st.Records)
 	}
 }
 
