@@ -2,13 +2,9 @@ package consumer
 
 import (
 	"context"
-	"fmt"
-	"strings"
-
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
+	"github.com/kubestream/kubestream/pkg/event"
 )
 
 // Record is one event read from the bus, or news about a stream's
@@ -71,15 +67,5 @@ func Run(ctx context.Context, src Source, store *Store) error {
 // content-type every sink writes), or protojson when the content type says
 // json.
 func Decode(contentType string, data []byte) (*kubestreamv1.Event, error) {
-	ev := &kubestreamv1.Event{}
-	if strings.Contains(contentType, "json") {
-		if err := protojson.Unmarshal(data, ev); err != nil {
-			return nil, fmt.Errorf("decode JSON event: %w", err)
-		}
-		return ev, nil
-	}
-	if err := proto.Unmarshal(data, ev); err != nil {
-		return nil, fmt.Errorf("decode protobuf event (content-type %q): %w", contentType, err)
-	}
-	return ev, nil
+	return event.DecodeMessage(contentType, data)
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
 	"github.com/kubestream/kubestream/pkg/event"
@@ -35,21 +34,6 @@ func ParseFormat(s string) (Format, error) {
 		return Text, nil
 	}
 	return 0, fmt.Errorf("--output %q is unknown: use json or text", s)
-}
-
-// Decode reads a message body written by a kubestream sink.
-func Decode(contentType string, data []byte) (*kubestreamv1.Event, error) {
-	ev := &kubestreamv1.Event{}
-	if strings.Contains(contentType, "json") {
-		if err := protojson.Unmarshal(data, ev); err != nil {
-			return nil, fmt.Errorf("decode JSON event: %w", err)
-		}
-		return ev, nil
-	}
-	if err := proto.Unmarshal(data, ev); err != nil {
-		return nil, fmt.Errorf("decode protobuf event (content-type %q): %w", contentType, err)
-	}
-	return ev, nil
 }
 
 // Printer writes events to w in a format.

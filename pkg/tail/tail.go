@@ -11,6 +11,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
+	"github.com/kubestream/kubestream/pkg/event"
 )
 
 // Message is one record read from the bus.
@@ -51,7 +52,7 @@ func Run(ctx context.Context, src Source, opts Options) error {
 	markers := map[string]bool{}
 	printed := 0
 	err := src.Run(ctx, func(m Message) error {
-		ev, err := Decode(m.ContentType, m.Data)
+		ev, err := event.DecodeMessage(m.ContentType, m.Data)
 		if err != nil {
 			logger.Error(err, "Skipping message that is not a kubestream event", "origin", m.Origin)
 			return nil
