@@ -213,8 +213,9 @@ type Pipeline struct {
 	// ready holds keys whose first item may be dispatched now.
 	ready []string
 	// Fences: markers split the queue into epochs. Items of epoch e wait
-	// until every fence before e was acknowledged; the fence closing epoch e
-	// waits until every item of epoch e was acknowledged.
+	// until every fence before e was acknowledged, except a round's end
+	// marker once its begin marker was (see openEpoch); the fence closing
+	// epoch e waits until every item of epoch e was acknowledged.
 	epoch        uint64              // epoch new items join
 	currentEpoch uint64              // lowest epoch not yet finished
 	epochItems   map[uint64]int      // items queued or in flight, per epoch
@@ -276,6 +277,7 @@ func (p *Pipeline) Enqueue(c *change.Change) bool {
 		p.fences = append(p.fences, f)
 		p.epoch++
 		p.pending++
+		p.unpark()
 		p.maybeReleaseFence()
 		return true
 	}
@@ -454,13 +456,34 @@ func (p *Pipeline) dropLast(key string, ks *keyState) {
 // holds mu.
 func (p *Pipeline) epochOf(it *item) uint64 { return max(it.epoch, p.currentEpoch) }
 
+// openEpoch is the latest epoch whose items may be published: the current
+// one, and the epochs behind round-end markers at the head of the fences.
+// A change that follows a round's REPLAY_END may go out before it, once the
+// round's REPLAY_BEGIN is out: a create or an update mentions its object in
+// the round, so the end marker keeps it, and a delete removes it; its key's
+// own snapshot is ahead of it in the key's order. Holding it back would
+// delay every live change by the whole round (seconds for 100 000 objects).
+// It may not go before the REPLAY_BEGIN: a create published before it would
+// be remembered by the round, never mentioned, and dropped at its end.
+// Caller holds mu.
+func (p *Pipeline) openEpoch() uint64 {
+	e := p.currentEpoch
+	for _, f := range p.fences {
+		if f.ch.Op != change.ReplayEnd {
+			break
+		}
+		e++
+	}
+	return e
+}
+
 // makeReady queues key for dispatch, or parks it until its epoch comes.
 // Caller holds mu.
 func (p *Pipeline) makeReady(key string, head *item) {
 	if !head.releasable() {
 		return // its last awaited change lets it go
 	}
-	if head.epoch > p.currentEpoch {
+	if head.epoch > p.openEpoch() {
 		p.parked[head.epoch] = append(p.parked[head.epoch], key)
 		return
 	}
@@ -540,12 +563,20 @@ func (p *Pipeline) fenceDone(now time.Time) {
 	if len(p.fences) > 0 {
 		p.fences[0].headSince = now
 	}
-	for _, key := range p.parked[p.currentEpoch] {
-		p.ready = append(p.ready, key)
-	}
-	delete(p.parked, p.currentEpoch)
+	p.unpark()
 	p.cond.Broadcast()
 	p.maybeReleaseFence()
+}
+
+// unpark queues the keys parked for epochs that are open now. Caller holds
+// mu.
+func (p *Pipeline) unpark() {
+	for e, open := p.currentEpoch, p.openEpoch(); e <= open; e++ {
+		for _, key := range p.parked[e] {
+			p.ready = append(p.ready, key)
+		}
+		delete(p.parked, e)
+	}
 }
 
 // Run starts the workers and blocks until ctx is cancelled. Call Shutdown
@@ -686,7 +717,7 @@ func (p *Pipeline) next(ctx context.Context) []*item {
 			ks := p.keys[key]
 			// Stale entries: the key's item vanished, is taken, or waits
 			// for a later epoch (and is parked for it).
-			if ks == nil || ks.inFlight || len(ks.items) == 0 || ks.items[0].epoch > p.currentEpoch || !ks.items[0].releasable() {
+			if ks == nil || ks.inFlight || len(ks.items) == 0 || ks.items[0].epoch > p.openEpoch() || !ks.items[0].releasable() {
 				continue
 			}
 			ks.inFlight = true
