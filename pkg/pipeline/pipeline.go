@@ -210,8 +210,12 @@ type Pipeline struct {
 	mu   sync.Mutex
 	cond *sync.Cond
 	keys map[string]*keyState
-	// ready holds keys whose first item may be dispatched now.
-	ready []string
+	// ready holds keys whose first item may be dispatched now. urgent holds
+	// keys dispatched before them: live changes past a round's end marker,
+	// and the queued snapshots they wait behind, so a round of 100 000
+	// snapshots does not make live changes wait their turn behind it.
+	ready  []string
+	urgent []string
 	// Fences: markers split the queue into epochs. Items of epoch e wait
 	// until every fence before e was acknowledged, except a round's end
 	// marker once its begin marker was (see openEpoch); the fence closing
@@ -311,8 +315,14 @@ func (p *Pipeline) Enqueue(c *change.Change) bool {
 	ks.items = append(ks.items, it)
 	p.epochItems[it.epoch]++
 	p.pending++
-	if len(ks.items) == 1 && !ks.inFlight {
+	switch {
+	case len(ks.items) == 1 && !ks.inFlight:
 		p.makeReady(key, it)
+	case !ks.inFlight && it.epoch > p.currentEpoch && ks.items[0].ch.Op == change.Snapshot && ks.items[0].epoch <= p.currentEpoch:
+		// A live change behind its object's queued snapshot: the snapshot
+		// goes first, now, instead of at its turn in the round.
+		p.urgent = append(p.urgent, key)
+		p.cond.Signal()
 	}
 	return true
 }
@@ -487,7 +497,11 @@ func (p *Pipeline) makeReady(key string, head *item) {
 		p.parked[head.epoch] = append(p.parked[head.epoch], key)
 		return
 	}
-	p.ready = append(p.ready, key)
+	if head.epoch > p.currentEpoch {
+		p.urgent = append(p.urgent, key) // past a round's end
+	} else {
+		p.ready = append(p.ready, key)
+	}
 	p.cond.Signal()
 }
 
@@ -568,12 +582,23 @@ func (p *Pipeline) fenceDone(now time.Time) {
 	p.maybeReleaseFence()
 }
 
+// liveBehind reports whether a key has a change past the current round's
+// end queued behind its head. Caller holds mu.
+func (p *Pipeline) liveBehind(key string) bool {
+	ks := p.keys[key]
+	return ks != nil && len(ks.items) > 1 && ks.items[len(ks.items)-1].epoch > p.currentEpoch
+}
+
 // unpark queues the keys parked for epochs that are open now. Caller holds
 // mu.
 func (p *Pipeline) unpark() {
 	for e, open := p.currentEpoch, p.openEpoch(); e <= open; e++ {
 		for _, key := range p.parked[e] {
-			p.ready = append(p.ready, key)
+			if e > p.currentEpoch || p.liveBehind(key) {
+				p.urgent = append(p.urgent, key) // past a round's end, or ahead of such
+			} else {
+				p.ready = append(p.ready, key)
+			}
 		}
 		delete(p.parked, e)
 	}
@@ -697,7 +722,7 @@ func (p *Pipeline) next(ctx context.Context) []*item {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for {
-		for len(p.ready) == 0 {
+		for len(p.ready) == 0 && len(p.urgent) == 0 {
 			if ctx.Err() != nil || (p.closed && p.pending == 0) {
 				return nil
 			}
@@ -707,9 +732,13 @@ func (p *Pipeline) next(ctx context.Context) []*item {
 			return nil
 		}
 		var batch []*item
-		for len(p.ready) > 0 && len(batch) < p.opts.BatchSize {
-			key := p.ready[0]
-			p.ready = p.ready[1:]
+		for (len(p.urgent) > 0 || len(p.ready) > 0) && len(batch) < p.opts.BatchSize {
+			var key string
+			if len(p.urgent) > 0 {
+				key, p.urgent = p.urgent[0], p.urgent[1:]
+			} else {
+				key, p.ready = p.ready[0], p.ready[1:]
+			}
 			if key == "" {
 				batch = append(batch, p.fences[0])
 				continue
@@ -723,7 +752,7 @@ func (p *Pipeline) next(ctx context.Context) []*item {
 			ks.inFlight = true
 			batch = append(batch, ks.items[0])
 		}
-		if len(p.ready) > 0 {
+		if len(p.ready) > 0 || len(p.urgent) > 0 {
 			p.cond.Signal()
 		}
 		if len(batch) > 0 {

@@ -591,3 +591,43 @@ func TestSuccessWakesChangesWaitingOutTheirBackoff(t *testing.T) {
 		t.Fatalf("published %d events, want 3", n)
 	}
 }
+
+// A live change does not wait its turn behind a round's snapshots: its
+// object's snapshot goes first, then the change, ahead of the rest of the
+// round, and a new object's create goes out at once too.
+func TestLiveChangeJumpsTheRound(t *testing.T) {
+	sink := &recordingSink{gate: make(chan struct{})}
+	p := start(t, sink, pipeline.Options{Workers: 1, BatchSize: 1})
+	marker := func(op change.Op) *change.Change {
+		return &change.Change{Op: op, ReplayID: "r1", Replay: &change.Replay{Kinds: []string{"configmaps"}}}
+	}
+	p.Enqueue(cmChange(change.Created, "blocker", "b", 1))
+	time.Sleep(20 * time.Millisecond) // the worker holds the blocker at the gate
+	p.Enqueue(marker(change.ReplayBegin))
+	const n = 300
+	for i := 0; i < n; i++ {
+		c := cmChange(change.Snapshot, fmt.Sprintf("s%d", i), fmt.Sprintf("u%d", i), 1)
+		c.ReplayID = "r1"
+		p.Enqueue(c)
+	}
+	p.Enqueue(marker(change.ReplayEnd))
+	last := fmt.Sprintf("s%d", n-1)
+	up := cmChange(change.Updated, last, fmt.Sprintf("u%d", n-1), 2)
+	up.Previous = testobj.ConfigMap("ns", last, fmt.Sprintf("u%d", n-1), "1", nil)
+	p.Enqueue(up)
+	p.Enqueue(cmChange(change.Created, "new", "n", 1))
+	close(sink.gate)
+	waitIdle(t, p)
+	pos := map[string]int{}
+	for i, ev := range sink.events() {
+		pos[ev.GetOperation().String()+"/"+ev.GetObject().GetName()] = i
+	}
+	begin, end := pos["OPERATION_REPLAY_BEGIN/"], pos["OPERATION_REPLAY_END/"]
+	snap, upd, created := pos["OPERATION_SNAPSHOT/"+last], pos["OPERATION_UPDATED/"+last], pos["OPERATION_CREATED/new"]
+	if !(begin < snap && snap < upd && upd < end && begin < created && created < end) {
+		t.Fatalf("order: begin %d, snapshot %d, update %d, new create %d, end %d", begin, snap, upd, created, end)
+	}
+	if upd > begin+5 || created > begin+5 {
+		t.Errorf("the live changes went out at %d and %d of a round from %d to %d: they waited their turn behind the snapshots", upd, created, begin, end)
+	}
+}
