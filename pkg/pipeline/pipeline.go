@@ -176,6 +176,9 @@ type item struct {
 	identityOnly bool
 	// headSince (fences only) is when the fence became the first in line.
 	headSince time.Time
+	// roundEnd (fences only) marks a REPLAY_END, fixed at enqueue: workers
+	// replace ch when they publish a fence.
+	roundEnd bool
 	// waiters are the heartbeats waiting for this item; done is set once it
 	// was acknowledged or dropped.
 	waiters []*item
@@ -234,6 +237,8 @@ type Pipeline struct {
 	// waiting are the items waiting out their backoff, with their timers.
 	waiting  map[*item]*time.Timer
 	lastWake time.Time
+	// lastAck is when a publish last succeeded.
+	lastAck time.Time
 
 	enqueued, published, retried, coalesced, cancelled, lost atomic.Uint64
 	deletesIdentityOnly, deletesLost, markersForced          atomic.Uint64
@@ -274,7 +279,7 @@ func (p *Pipeline) Enqueue(c *change.Change) bool {
 	}
 	p.enqueued.Add(1)
 	if c.IsMarker() {
-		f := &item{ch: c, epoch: p.epoch, enqueued: now}
+		f := &item{ch: c, epoch: p.epoch, enqueued: now, roundEnd: c.Op == change.ReplayEnd}
 		if len(p.fences) == 0 {
 			f.headSince = now
 		}
@@ -479,7 +484,7 @@ func (p *Pipeline) epochOf(it *item) uint64 { return max(it.epoch, p.currentEpoc
 func (p *Pipeline) openEpoch() uint64 {
 	e := p.currentEpoch
 	for _, f := range p.fences {
-		if f.ch.Op != change.ReplayEnd {
+		if !f.roundEnd {
 			break
 		}
 		e++
@@ -863,10 +868,15 @@ func (p *Pipeline) worker(ctx context.Context) {
 // waiting out their backoff.
 const wakeInterval = time.Second
 
-// backOff schedules its retry after delay.
+// backOff schedules its retry after delay, at most wakeInterval when a
+// publish succeeded that recently: a change that failed while the broker
+// came back would otherwise miss the wake that the success just spent.
 func (p *Pipeline) backOff(it *item, delay time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if time.Since(p.lastAck) < wakeInterval {
+		delay = min(delay, wakeInterval)
+	}
 	p.waiting[it] = time.AfterFunc(delay, func() { p.retryNow(it) })
 }
 
@@ -890,6 +900,7 @@ func (p *Pipeline) retryNow(it *item) {
 // woken at most once per wakeInterval.
 func (p *Pipeline) wakeBackedOff() {
 	p.mu.Lock()
+	p.lastAck = time.Now()
 	if len(p.waiting) == 0 || time.Since(p.lastWake) < wakeInterval {
 		p.mu.Unlock()
 		return
