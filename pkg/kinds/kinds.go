@@ -141,7 +141,7 @@ func Name(group, plural string) string {
 	if group == "" {
 		return plural
 	}
-	for _, b := range All() {
+	for _, b := range typedKinds {
 		if b.GVK.Group == group && b.Plural == plural {
 			return b.Resource
 		}
@@ -152,7 +152,7 @@ func Name(group, plural string) string {
 // SplitName reverses Name: "certificates.cert-manager.io" is the plural
 // "certificates" of group "cert-manager.io".
 func SplitName(name string) (group, plural string) {
-	for _, b := range All() {
+	for _, b := range typedKinds {
 		if b.Resource == name {
 			return b.GVK.Group, b.Plural
 		}
@@ -188,8 +188,12 @@ func Discovered(gvk schema.GroupVersionKind, plural string, namespaced, metadata
 	}
 }
 
+// typedKinds are the typed kinds in their stable order; lookups range over
+// it without allocating (they run per event).
+var typedKinds = []Kind{Nodes, Pods, Deployments, ConfigMaps}
+
 // All returns the typed kinds, the default selection, in a stable order.
-func All() []Kind { return []Kind{Nodes, Pods, Deployments, ConfigMaps} }
+func All() []Kind { return append([]Kind(nil), typedKinds...) }
 
 // Names returns the resource names of ks.
 func Names(ks []Kind) []string {
@@ -202,7 +206,7 @@ func Names(ks []Kind) []string {
 
 // ByResource finds a typed kind by resource name.
 func ByResource(resource string) (Kind, bool) {
-	for _, k := range All() {
+	for _, k := range typedKinds {
 		if k.Resource == resource {
 			return k, true
 		}
@@ -212,7 +216,7 @@ func ByResource(resource string) (Kind, bool) {
 
 // ByKind finds a typed kind by its Kubernetes Kind ("Pod").
 func ByKind(kind string) (Kind, bool) {
-	for _, k := range All() {
+	for _, k := range typedKinds {
 		if k.GVK.Kind == kind {
 			return k, true
 		}
@@ -241,7 +245,7 @@ func Parse(list string) ([]Kind, error) {
 		return nil, fmt.Errorf("no kinds given: choose from %s", strings.Join(Names(All()), ", "))
 	}
 	var out []Kind
-	for _, k := range All() {
+	for _, k := range typedKinds {
 		if want[k.Resource] {
 			out = append(out, k)
 		}
@@ -250,7 +254,7 @@ func Parse(list string) ([]Kind, error) {
 }
 
 func lookupLoose(name string) (Kind, bool) {
-	for _, k := range All() {
+	for _, k := range typedKinds {
 		singular := strings.TrimSuffix(k.Resource, "s")
 		if name == k.Resource || name == singular || name == strings.ToLower(k.GVK.Kind) ||
 			(k.GVK.Group != "" && name == k.Plural+"."+k.GVK.Group) {
