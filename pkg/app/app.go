@@ -97,6 +97,8 @@ type Config struct {
 	ConfigMapData redact.Policy
 	// HeartbeatInterval is the period of each kind's heartbeat; 0 disables.
 	HeartbeatInterval time.Duration
+	// CacheCompression keeps cached objects compressed (--cache-compression).
+	CacheCompression bool
 }
 
 // badInput marks an error caused by the user's input (exit code 2).
@@ -314,6 +316,7 @@ func Run(ctx context.Context, cfg Config, openSink SinkOpener) error {
 		RestConfig: restCfg, Kinds: ks, Namespace: cfg.Namespace, Selector: cfg.Selector,
 		Resync: cfg.Resync, Queue: pipe, Derivers: cfg.Derivers,
 		HeartbeatInterval: cfg.HeartbeatInterval,
+		CacheCompression:  cfg.CacheCompression,
 	}
 	if patterns {
 		sopts.Covers = cfg.Selection.Covers

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
+	"sync/atomic"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -15,18 +16,22 @@ import (
 // Compact is an object as kubestream's informer cache keeps it: the identity
 // the cache and the pipeline need, and the object's encoding as the
 // apiserver sent it (Kubernetes protobuf, or JSON for kinds served only as
-// JSON), managed fields stripped. A decoded Pod holds about 6 KB of Go heap;
-// its encoding about 1 KB. Events carry the encoding as it is, and Full
-// decodes the object only when a change needs its fields (summaries,
-// changed paths, JSON).
+// JSON), managed fields stripped, compressed with the kind's dictionary
+// when the codec compresses (pack.go). A decoded Pod holds about 6 KB of Go
+// heap; its encoding about 1 KB, compressed about 100 bytes. Events carry
+// the encoding as it is, and Full decodes the object only when a change
+// needs its fields (summaries, changed paths, JSON).
 //
-// A Compact is immutable once built: Raw is shared, never written.
+// A Compact is immutable once built: its bytes are shared, never written.
 type Compact struct {
 	// identity is all the cache and the pipeline read of an object.
 	identity
-	// Raw is the encoding of the full object.
-	Raw []byte
-	// codec decodes Raw; one per kind.
+	// enc is the encoding of the full object, compressed once the object
+	// is cold (read it with Bytes).
+	enc atomic.Pointer[encoding]
+	// retired: the cache no longer holds this state (Retire).
+	retired atomic.Bool
+	// codec decodes the encoding; one per kind.
 	codec *Codec
 }
 
@@ -47,6 +52,8 @@ type Codec struct {
 	// newObject returns an empty object to decode protobuf into.
 	newObject func() runtime.Object
 	json      bool
+	// packer, when set, compresses what the codec keeps (WithCompression).
+	packer *packer
 }
 
 // ProtoCodec is the codec of a kind received as Kubernetes protobuf; newObject
@@ -78,11 +85,12 @@ func Compacted(obj any) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode %T %s/%s for the cache: %w", obj, o.GetNamespace(), o.GetName(), err)
 	}
-	return &Compact{
+	c := &Compact{
 		identity: identity{namespace: o.GetNamespace(), name: o.GetName(), uid: o.GetUID(), resourceVersion: o.GetResourceVersion()},
-		Raw:      raw,
 		codec:    cd.(*Codec),
-	}, nil
+	}
+	c.enc.Store(&encoding{b: raw})
+	return c, nil
 }
 
 // Full returns the decoded object behind o: o itself unless it is Compact.
@@ -91,9 +99,10 @@ func Full(o Object) (Object, error) {
 	if !ok {
 		return o, nil
 	}
+	raw := c.Bytes()
 	if c.codec.json {
 		u := &unstructured.Unstructured{}
-		if err := u.UnmarshalJSON(c.Raw); err != nil {
+		if err := u.UnmarshalJSON(raw); err != nil {
 			return nil, fmt.Errorf("decode cached %s %s/%s: %w", c.codec.kind, c.namespace, c.name, err)
 		}
 		return u, nil
@@ -102,7 +111,7 @@ func Full(o Object) (Object, error) {
 	if !ok {
 		return nil, fmt.Errorf("decode cached %s %s/%s: the kind has no protobuf encoding", c.codec.kind, c.namespace, c.name)
 	}
-	if err := full.Unmarshal(c.Raw); err != nil {
+	if err := full.Unmarshal(raw); err != nil {
 		return nil, fmt.Errorf("decode cached %s %s/%s: %w", c.codec.kind, c.namespace, c.name, err)
 	}
 	return full, nil
@@ -111,10 +120,12 @@ func Full(o Object) (Object, error) {
 // GetObjectKind implements runtime.Object; kinds are carried by changes.
 func (c *Compact) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
 
-// DeepCopyObject implements runtime.Object. A Compact is immutable.
+// DeepCopyObject implements runtime.Object. A Compact is immutable: the
+// copy shares its bytes.
 func (c *Compact) DeepCopyObject() runtime.Object {
-	out := *c
-	return &out
+	out := &Compact{identity: c.identity, codec: c.codec}
+	out.enc.Store(c.enc.Load())
+	return out
 }
 
 // identity implements metav1.Object with the four fields kubestream's cache

@@ -22,10 +22,10 @@ func (cd *Codec) FromJSON(raw []byte) (*Compact, error) {
 	if err != nil {
 		return nil, fmt.Errorf("decode %s: %w", cd.kind, err)
 	}
-	c.Raw = raw
 	if cut.end > cut.start {
-		c.Raw = append(append(make([]byte, 0, len(raw)-(cut.end-cut.start)), raw[:cut.start]...), raw[cut.end:]...)
+		raw = append(append(make([]byte, 0, len(raw)-(cut.end-cut.start)), raw[:cut.start]...), raw[cut.end:]...)
 	}
+	cd.pack(c, raw, false)
 	return c, nil
 }
 

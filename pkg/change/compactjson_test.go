@@ -37,20 +37,20 @@ func TestFromJSONCutsManagedFieldsWherever(t *testing.T) {
 		if c.GetName() != "w" || c.GetNamespace() != "ns" || string(c.GetUID()) != "u" || c.GetResourceVersion() != "7" {
 			t.Errorf("%s: identity %s/%s %s@%s", name, c.GetNamespace(), c.GetName(), c.GetUID(), c.GetResourceVersion())
 		}
-		if strings.Contains(string(c.Raw), "managedFields") || !json.Valid(c.Raw) {
-			t.Errorf("%s: cached %s", name, c.Raw)
+		if strings.Contains(string(c.Bytes()), "managedFields") || !json.Valid(c.Bytes()) {
+			t.Errorf("%s: cached %s", name, c.Bytes())
 			continue
 		}
 		var got, want any
-		_ = json.Unmarshal(c.Raw, &got)
+		_ = json.Unmarshal(c.Bytes(), &got)
 		_ = json.Unmarshal([]byte(tt.want), &want)
-		if !reflect.DeepEqual(got, want) || !strings.Contains(string(c.Raw), "12345678901234567") {
-			t.Errorf("%s: cached %s, want %s", name, c.Raw, tt.want)
+		if !reflect.DeepEqual(got, want) || !strings.Contains(string(c.Bytes()), "12345678901234567") {
+			t.Errorf("%s: cached %s, want %s", name, c.Bytes(), tt.want)
 		}
 	}
 	only, err := cd.FromJSON([]byte(`{"metadata":{` + mf + `}}`))
-	if err != nil || string(only.Raw) != `{"metadata":{}}` {
-		t.Errorf("managed fields alone: %s, %v", only.Raw, err)
+	if err != nil || string(only.Bytes()) != `{"metadata":{}}` {
+		t.Errorf("managed fields alone: %s, %v", only.Bytes(), err)
 	}
 	for _, bad := range []string{``, `[]`, `{"metadata":[1]}`, `{"metadata":{"name":3}}`, `{"metadata":{"name":"w"`} {
 		if _, err := cd.FromJSON([]byte(bad)); err == nil {

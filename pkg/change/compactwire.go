@@ -32,7 +32,10 @@ const (
 // apiserver's bytes, inside its "k8s\x00" envelope) without decoding the
 // object: it reads the identity from the metadata and drops managedFields
 // from the bytes. raw must not be modified afterwards.
-func (cd *Codec) FromProto(raw []byte) (*Compact, error) {
+func (cd *Codec) FromProto(raw []byte) (*Compact, error) { return cd.fromProto(raw, false) }
+
+// fromProto is FromProto; a borrowed raw is copied if kept as it is.
+func (cd *Codec) fromProto(raw []byte, borrowed bool) (*Compact, error) {
 	kind := cd.kind
 	c := &Compact{codec: cd}
 	var (
@@ -63,7 +66,7 @@ func (cd *Codec) FromProto(raw []byte) (*Compact, error) {
 		return nil, fmt.Errorf("decode %s metadata: %w", kind, err)
 	}
 	if !changed {
-		c.Raw = raw
+		cd.pack(c, raw, borrowed)
 		return c, nil
 	}
 	out := make([]byte, 0, len(raw)-len(meta)+len(stripped))
@@ -71,7 +74,7 @@ func (cd *Codec) FromProto(raw []byte) (*Compact, error) {
 	out = protowire.AppendTag(out, fieldMetadata, protowire.BytesType)
 	out = protowire.AppendBytes(out, stripped)
 	out = append(out, raw[metaEnd:]...)
-	c.Raw = out
+	cd.pack(c, out, false)
 	return c, nil
 }
 
@@ -172,8 +175,8 @@ func (l *CompactList) DeepCopyObject() runtime.Object {
 }
 
 // ListFromProto builds a CompactList from a list's protobuf encoding
-// (PodList and the like). Each item's bytes are copied, so items do not pin
-// the whole response in memory.
+// (PodList and the like). Each item's bytes are copied (or compressed), so
+// items do not pin the whole response in memory.
 func (cd *Codec) ListFromProto(raw []byte) (*CompactList, error) {
 	itemKind := cd.kind
 	list := &CompactList{}
@@ -191,7 +194,7 @@ func (cd *Codec) ListFromProto(raw []byte) (*CompactList, error) {
 					return nil, fmt.Errorf("decode %sList metadata: %w", itemKind, err)
 				}
 			case fieldItems:
-				item, err := cd.FromProto(append([]byte(nil), v...))
+				item, err := cd.fromProto(v, true)
 				if err != nil {
 					return nil, err
 				}

@@ -146,9 +146,9 @@ func encodeState(cached, full change.Object, kind kinds.Kind, ct kubestreamv1.Co
 	if compact, ok := cached.(*change.Compact); ok {
 		switch {
 		case compact.JSON():
-			return compact.Raw, kubestreamv1.ContentType_CONTENT_TYPE_JSON, nil
+			return compact.Bytes(), kubestreamv1.ContentType_CONTENT_TYPE_JSON, nil
 		case ct == kubestreamv1.ContentType_CONTENT_TYPE_PROTOBUF:
-			return compact.Raw, ct, nil
+			return compact.Bytes(), ct, nil
 		}
 	}
 	return Encode(full, kind, ct)

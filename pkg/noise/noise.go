@@ -160,7 +160,7 @@ func (f *Filter) Ignore(resource string, prev, next change.Object) bool {
 	}
 	if rvOnly {
 		if pc, ok := prev.(*change.Compact); ok {
-			if nc, ok := next.(*change.Compact); ok && sameButResourceVersion(pc.Raw, nc.Raw) {
+			if nc, ok := next.(*change.Compact); ok && sameButResourceVersion(pc.Bytes(), nc.Bytes()) {
 				f.count(resource)
 				return true
 			}

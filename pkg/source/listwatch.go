@@ -43,7 +43,8 @@ const (
 var protobufEnvelope = []byte{0x6b, 0x38, 0x73, 0x00}
 
 // listWatch lists and watches one kind.
-func listWatch(cfg *rest.Config, k kinds.Kind, namespace, selector string) (*cache.ListWatch, error) {
+// codec is the kind's codecFor, nil for kinds kept decoded.
+func listWatch(cfg *rest.Config, k kinds.Kind, codec *change.Codec, namespace, selector string) (*cache.ListWatch, error) {
 	c := rest.CopyConfig(cfg)
 	gv := k.GVK.GroupVersion()
 	c.GroupVersion = &gv
@@ -57,7 +58,7 @@ func listWatch(cfg *rest.Config, k kinds.Kind, namespace, selector string) (*cac
 	}
 	c.ContentType = mediaType
 	c.AcceptContentTypes = mediaType
-	c.NegotiatedSerializer = compactNegotiator{mediaType: mediaType, kind: k, codec: codecFor(k)}
+	c.NegotiatedSerializer = compactNegotiator{mediaType: mediaType, kind: k, codec: codec}
 	client, err := rest.RESTClientFor(c)
 	if err != nil {
 		return nil, fmt.Errorf("build %s client: %w", k.Resource, err)
@@ -97,8 +98,8 @@ func codecFor(k kinds.Kind) *change.Codec {
 }
 
 // exampleObject is what the kind's informer caches.
-func exampleObject(k kinds.Kind) runtime.Object {
-	if codecFor(k) == nil {
+func exampleObject(codec *change.Codec, k kinds.Kind) runtime.Object {
+	if codec == nil {
 		return k.NewObject()
 	}
 	return &change.Compact{}

@@ -78,7 +78,21 @@ type Options struct {
 	// HeartbeatInterval is the period of each kind's heartbeat; 0 disables
 	// them (heartbeat.go).
 	HeartbeatInterval time.Duration
+	// CacheCompression keeps the cached encodings of kinds past
+	// CompressAfter objects compressed (change.Codec.WithCompression).
+	CacheCompression bool
 }
+
+const (
+	// CompressAfter is how many objects a kind has had before its cache
+	// is compressed: below it the encoder's tables (about 750 KB) would
+	// cost more than they save.
+	CompressAfter = 1024
+	// compressCold is how long a state is cached before it is compressed:
+	// its events are published from the uncompressed bytes meanwhile, and
+	// a state replaced sooner is never compressed.
+	compressCold = time.Second
+)
 
 // SyncStat reports one kind's initial list.
 type SyncStat struct {
@@ -164,12 +178,16 @@ func New(opts Options) (*Source, error) {
 // discovered, takes this one path. client-go's resync stays off: replays
 // are ours (see Replay).
 func (s *Source) newWatched(k kinds.Kind) (*watchedKind, error) {
-	lw, err := listWatch(s.opts.RestConfig, k, s.opts.Namespace, s.opts.Selector)
+	codec := codecFor(k)
+	if codec != nil && s.opts.CacheCompression {
+		codec.WithCompression(CompressAfter, compressCold)
+	}
+	lw, err := listWatch(s.opts.RestConfig, k, codec, s.opts.Namespace, s.opts.Selector)
 	if err != nil {
 		return nil, err
 	}
-	inf := cache.NewSharedIndexInformerWithOptions(lw, exampleObject(k), cache.SharedIndexInformerOptions{})
-	if codecFor(k) == nil {
+	inf := cache.NewSharedIndexInformerWithOptions(lw, exampleObject(codec, k), cache.SharedIndexInformerOptions{})
+	if codec == nil {
 		// Decoded objects drop managedFields here; compact ones did in
 		// the decoder.
 		if err := inf.SetTransform(stripManagedFields); err != nil {
@@ -705,8 +723,16 @@ func (h *handler) OnUpdate(oldObj, newObj any) {
 		return
 	}
 	// Same resourceVersion: a relist that found the object unchanged. Not a
-	// change; replays are emitted as rounds of their own.
+	// change; replays are emitted as rounds of their own. The cache holds
+	// the relisted copy now: the handlers' view takes it too, so the two
+	// do not keep a copy each.
 	if prev.GetResourceVersion() == next.GetResourceVersion() {
+		h.w.mu.Lock()
+		if key := objectKey(next); h.w.emitted[key] == prev {
+			h.w.emitted[key] = next
+			change.Retire(prev)
+		}
+		h.w.mu.Unlock()
 		return
 	}
 	now := h.s.opts.Now()
@@ -717,6 +743,7 @@ func (h *handler) OnUpdate(oldObj, newObj any) {
 		return
 	}
 	h.w.emitted[key] = next
+	change.Retire(prev)
 	if !h.w.active {
 		return
 	}
@@ -758,6 +785,7 @@ func (h *handler) OnDelete(obj any) {
 	if cur, ok := h.w.emitted[key]; ok && cur.GetUID() == c.Previous.GetUID() {
 		delete(h.w.emitted, key)
 	}
+	change.Retire(c.Previous)
 	if !h.w.active {
 		return
 	}

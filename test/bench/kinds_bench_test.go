@@ -276,7 +276,7 @@ func BenchmarkCachedKindHeap(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				raw = len(c.Raw)
+				raw = len(c.Bytes())
 				if err := store.Add(c); err != nil {
 					b.Fatal(err)
 				}
