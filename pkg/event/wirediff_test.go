@@ -112,8 +112,8 @@ func TestChangedPathsWireExamples(t *testing.T) {
 		{"only the resourceVersion", mod(func(*corev1.Pod) {}), nil},
 		{"annotation with a dotted key", mod(func(p *corev1.Pod) { p.Annotations["kubectl.kubernetes.io/restartedAt"] = "now" }),
 			[]string{`metadata.annotations["kubectl.kubernetes.io/restartedAt"]`}},
-		{"1000m is 1", mod(func(p *corev1.Pod) {
-			p.Spec.Containers[0].Resources.Requests[corev1.ResourceCPU] = resource.MustParse("1")
+		{"1Gi is 1073741824, written in another format", mod(func(p *corev1.Pod) {
+			p.Spec.Containers[0].Resources.Limits[corev1.ResourceMemory] = resource.MustParse("1073741824")
 		}), nil},
 		{"1Gi is not 1G", mod(func(p *corev1.Pod) {
 			p.Spec.Containers[0].Resources.Limits[corev1.ResourceMemory] = resource.MustParse("1G")
@@ -313,7 +313,7 @@ func realisticNode() *corev1.Node {
 var (
 	mapKeys    = []string{"app", "tier", "app.kubernetes.io/name", "a-b_c", "", "x y", "note", "team.example.com/owner"}
 	mapValues  = []string{"", "web", "db", "true", "x"}
-	quantities = []string{"1", "1000m", "500m", "0", "1Gi", "1024Mi", "1G", "512Mi", "110", "3900m", "4"}
+	quantities = []string{"1", "1000m", "500m", "0", "1Gi", "1024Mi", "1073741824", "1G", "512Mi", "536870912", "110", "3900m", "4"}
 	times      = []int64{0, 1_700_000_000, 1_700_000_010, 1_700_000_500}
 )
 
