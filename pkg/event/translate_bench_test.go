@@ -44,3 +44,43 @@ func BenchmarkTranslate(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkChangedPaths compares the reflection differ on decoded pods
+// (decoding included, as Translate did) with the wire differ.
+func BenchmarkChangedPaths(b *testing.B) {
+	prev := realisticPod()
+	next := prev.DeepCopy()
+	next.ResourceVersion = "1002"
+	next.Annotations["kubectl.kubernetes.io/restartedAt"] = "2026-12-01T10:00:00Z"
+	pc, err := change.Compacted(prev)
+	if err != nil {
+		b.Fatal(err)
+	}
+	nc, err := change.Compacted(next)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pcc, ncc := pc.(*change.Compact), nc.(*change.Compact)
+	b.Run("decoded", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			p, err := change.Full(pcc)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n, err := change.Full(ncc)
+			if err != nil {
+				b.Fatal(err)
+			}
+			event.ChangedPaths(p, n)
+		}
+	})
+	b.Run("wire", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := event.ChangedPathsWire(pcc, ncc); !ok {
+				b.Fatal("declined")
+			}
+		}
+	})
+}

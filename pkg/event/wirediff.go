@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"slices"
 	"strconv"
@@ -35,11 +36,26 @@ func ChangedPathsWire(prev, next *change.Compact) (paths []string, ok bool) {
 	if m == nil {
 		return nil, false
 	}
-	w := wireDiffer{}
+	w := wireDiffers.Get().(*wireDiffer)
+	defer w.release()
 	if err := w.walkMsg(m, prev.Raw, next.Raw, 0); err != nil {
 		return nil, false
 	}
 	return w.paths, true
+}
+
+// wireDiffers keeps the scratch of walks: an update otherwise allocates
+// more for its span index than for its paths.
+var wireDiffers = sync.Pool{New: func() any {
+	return &wireDiffer{spans: make([]span, 0, 64), differ: differ{segs: make([]segment, 0, 16)}}
+}}
+
+func (w *wireDiffer) release() {
+	if cap(w.spans) > 4096 { // a huge object's index is not kept
+		return
+	}
+	w.paths, w.segs, w.spans = nil, w.segs[:0], w.spans[:0]
+	wireDiffers.Put(w)
 }
 
 // shape is how a struct field sits in its message's encoding.
@@ -240,7 +256,7 @@ func wireValue(t reflect.Type) (wireVal, bool) {
 type span struct {
 	num             protowire.Number
 	typ             protowire.Type
-	start, val, end int
+	start, val, end int32
 }
 
 type wireDiffer struct {
@@ -496,6 +512,9 @@ func varint(b []byte) (uint64, error) {
 // index appends the field occurrences of message b to w.spans and returns
 // them ordered by field number, occurrences of a field in encoding order.
 func (w *wireDiffer) index(b []byte) ([]span, error) {
+	if len(b) > math.MaxInt32 { // spans hold int32 offsets
+		return nil, errWire
+	}
 	lo := len(w.spans)
 	sorted := true
 	for off := 0; off < len(b); {
@@ -515,7 +534,7 @@ func (w *wireDiffer) index(b []byte) ([]span, error) {
 		if len(w.spans) > lo && w.spans[len(w.spans)-1].num > num {
 			sorted = false
 		}
-		w.spans = append(w.spans, span{num: num, typ: typ, start: off, val: val, end: end})
+		w.spans = append(w.spans, span{num: num, typ: typ, start: int32(off), val: int32(val), end: int32(end)})
 		off = end
 	}
 	s := w.spans[lo:]
