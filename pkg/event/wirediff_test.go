@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -17,14 +18,17 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/kubestream/kubestream/internal/testobj"
+	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
 	"github.com/kubestream/kubestream/pkg/change"
 	"github.com/kubestream/kubestream/pkg/event"
+	"github.com/kubestream/kubestream/pkg/kinds"
+	"github.com/kubestream/kubestream/pkg/redact"
 )
 
 // The wire differ must give exactly ChangedPaths of the decoded objects:
 // random mutations of realistic objects, every pair checked both ways.
 func TestChangedPathsWireMatchesChangedPaths(t *testing.T) {
-	kinds := []struct {
+	cases := []struct {
 		name    string
 		base    func() runtime.Object
 		mutates []func(*rand.Rand, runtime.Object)
@@ -34,7 +38,7 @@ func TestChangedPathsWireMatchesChangedPaths(t *testing.T) {
 		{"configmap", func() runtime.Object { return realisticConfigMap() }, configMapMutations},
 		{"node", func() runtime.Object { return realisticNode() }, nodeMutations},
 	}
-	for _, k := range kinds {
+	for _, k := range cases {
 		t.Run(k.name, func(t *testing.T) {
 			r := rand.New(rand.NewSource(int64(len(k.name))))
 			base := k.base()
@@ -752,3 +756,44 @@ var nodeMutations = slices.Concat(metaMutations, []func(*rand.Rand, runtime.Obje
 		}
 	},
 })
+
+// Translate gives the same event for compact states (paths from the
+// encodings, previous state not decoded) as for decoded ones, under every
+// config map policy and content type.
+func TestTranslateUpdateOfCompactStatesMatchesDecoded(t *testing.T) {
+	r := rand.New(rand.NewSource(7))
+	for _, k := range []struct {
+		kind    kinds.Kind
+		base    runtime.Object
+		mutates []func(*rand.Rand, runtime.Object)
+	}{
+		{kinds.Pods, realisticPod(), podMutations},
+		{kinds.ConfigMaps, realisticConfigMap(), configMapMutations},
+		{kinds.Nodes, realisticNode(), nodeMutations},
+	} {
+		prev := k.base
+		for i := 0; i < 60; i++ {
+			next := prev.DeepCopyObject()
+			k.mutates[r.Intn(len(k.mutates))](r, next)
+			pc, nc := compact(t, prev), compact(t, next)
+			for _, policy := range []redact.Policy{redact.Full, redact.Hash, redact.Keys} {
+				for _, ct := range []kubestreamv1.ContentType{kubestreamv1.ContentType_CONTENT_TYPE_PROTOBUF, kubestreamv1.ContentType_CONTENT_TYPE_JSON} {
+					tr := &event.Translator{Cluster: "c", Instance: "i", ConfigMapData: policy, ContentType: ct}
+					fromCompact, err := tr.Translate(&change.Change{Kind: k.kind, Op: change.Updated, Object: nc, Previous: pc})
+					if err != nil {
+						t.Fatal(err)
+					}
+					fromDecoded, err := tr.Translate(&change.Change{Kind: k.kind, Op: change.Updated, Object: full(t, nc), Previous: full(t, pc)})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !proto.Equal(fromCompact, fromDecoded) {
+						t.Fatalf("%s %s %s: events differ:\n compact %v\n decoded %v", k.kind.Resource, redact.Names[policy], ct,
+							fromCompact.GetChange().GetChangedPaths(), fromDecoded.GetChange().GetChangedPaths())
+					}
+				}
+			}
+			prev = next
+		}
+	}
+}
