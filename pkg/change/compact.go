@@ -38,6 +38,10 @@ type Compact struct {
 // JSON reports whether Raw is JSON (else Kubernetes protobuf).
 func (c *Compact) JSON() bool { return c.codec.json }
 
+// ProtoType is the Go type Raw decodes into (a pointer to a generated API
+// struct, or to PartialObjectMetadata); nil when Raw is JSON.
+func (c *Compact) ProtoType() reflect.Type { return c.codec.typ }
+
 // protoObject is a generated Kubernetes API type.
 type protoObject interface {
 	Object
@@ -51,7 +55,10 @@ type Codec struct {
 	kind string
 	// newObject returns an empty object to decode protobuf into.
 	newObject func() runtime.Object
-	json      bool
+	// typ is newObject's type, for readers of the encoding that walk it
+	// by the Go type's protobuf tags instead of decoding it.
+	typ  reflect.Type
+	json bool
 	// packer, when set, compresses what the codec keeps (WithCompression).
 	packer *packer
 }
@@ -60,7 +67,7 @@ type Codec struct {
 // returns an empty object of the kind (a generated type, or
 // PartialObjectMetadata).
 func ProtoCodec(kind string, newObject func() runtime.Object) *Codec {
-	return &Codec{kind: kind, newObject: newObject}
+	return &Codec{kind: kind, newObject: newObject, typ: reflect.TypeOf(newObject())}
 }
 
 // JSONCodec is the codec of a kind the apiserver serves as JSON only (custom

@@ -1,12 +1,16 @@
 package event
 
 import (
+	"reflect"
+
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
 	"github.com/kubestream/kubestream/pkg/change"
 	"github.com/kubestream/kubestream/pkg/redact"
 )
+
+var configMapType = reflect.TypeOf(&corev1.ConfigMap{})
 
 // redacted returns a config map state with its values treated by the
 // policy, as both the cached and the decoded form (the cached bytes hold the

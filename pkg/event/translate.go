@@ -74,10 +74,25 @@ func (t *Translator) Translate(c *change.Change) (*kubestreamv1.Event, error) {
 	}
 	oc := &kubestreamv1.ObjectChange{ContentType: ct, FinalStateUnknown: c.FinalStateUnknown, PreviousUnknown: c.PreviousUnknown}
 	// Cached objects may be compact (identity and encoded bytes): decode
-	// what this event needs, once.
-	obj, prev, err := fullStates(c)
+	// what this event needs, once. An update between protobuf states takes
+	// its changed paths from the encodings and leaves the previous state
+	// encoded: its bytes are sent as they are.
+	obj, err := fullState(c.Object)
 	if err != nil {
 		return nil, err
+	}
+	var (
+		prev  change.Object
+		paths []string
+		wired bool
+	)
+	if c.Op == change.Updated && obj != nil && ct == kubestreamv1.ContentType_CONTENT_TYPE_PROTOBUF {
+		paths, wired = t.wirePaths(c.Previous, c.Object)
+	}
+	if !wired {
+		if prev, err = fullState(c.Previous); err != nil {
+			return nil, err
+		}
 	}
 	// Config map values per --configmap-data (redact.go): states and changed
 	// paths see the treated objects, the summary the real ones. Kinds
@@ -105,7 +120,10 @@ func (t *Translator) Translate(c *change.Change) (*kubestreamv1.Event, error) {
 	if oc.ContentType == kubestreamv1.ContentType_CONTENT_TYPE_PROTOBUF {
 		oc.TypeName = c.Kind.StateProtoType()
 	}
-	if c.Op == change.Updated && prev != nil && obj != nil {
+	switch {
+	case wired:
+		oc.ChangedPaths = paths
+	case c.Op == change.Updated && prev != nil && obj != nil:
 		oc.ChangedPaths = ChangedPaths(prev, obj)
 	}
 	full := realObj
@@ -121,19 +139,30 @@ func (t *Translator) Translate(c *change.Change) (*kubestreamv1.Event, error) {
 	return ev, nil
 }
 
-// fullStates decodes the new and previous states of a change.
-func fullStates(c *change.Change) (obj, prev change.Object, err error) {
-	if c.Object != nil {
-		if obj, err = change.Full(c.Object); err != nil {
-			return nil, nil, err
-		}
+// fullState decodes a state; nil stays nil.
+func fullState(o change.Object) (change.Object, error) {
+	if o == nil {
+		return nil, nil
 	}
-	if c.Previous != nil {
-		if prev, err = change.Full(c.Previous); err != nil {
-			return nil, nil, err
-		}
+	return change.Full(o)
+}
+
+// wirePaths computes an update's changed paths on the encodings of two
+// protobuf Compacts; false when they are not, or when config map values are
+// treated (paths are of the treated states, which need decoding).
+func (t *Translator) wirePaths(prev, next change.Object) ([]string, bool) {
+	pc, ok := prev.(*change.Compact)
+	if !ok || pc.JSON() {
+		return nil, false
 	}
-	return obj, prev, nil
+	nc, ok := next.(*change.Compact)
+	if !ok || nc.JSON() {
+		return nil, false
+	}
+	if t.ConfigMapData != redact.Full && pc.ProtoType() == configMapType {
+		return nil, false
+	}
+	return ChangedPathsWire(pc, nc)
 }
 
 // encodeState encodes one state and says in which content type; a compact
