@@ -77,20 +77,23 @@ func (t *Translator) Translate(c *change.Change) (*kubestreamv1.Event, error) {
 	// what this event needs, once. An update between protobuf states takes
 	// its changed paths from the encodings and leaves the previous state
 	// encoded: its bytes are sent as they are.
-	obj, err := fullState(c.Object)
-	if err != nil {
-		return nil, err
-	}
 	var (
 		prev  change.Object
 		paths []string
 		wired bool
 	)
-	if c.Op == change.Updated && obj != nil && ct == kubestreamv1.ContentType_CONTENT_TYPE_PROTOBUF {
+	if c.Op == change.Updated && c.Object != nil && ct == kubestreamv1.ContentType_CONTENT_TYPE_PROTOBUF {
 		paths, wired = t.wirePaths(c.Previous, c.Object)
 	}
+	// Without a diff by reflection, a state sent as received is decoded
+	// only as far as the summary and the object reference read.
+	partial := c.Op != change.Updated || wired
+	obj, err := t.decodeState(c.Object, c.Kind, ct, partial)
+	if err != nil {
+		return nil, err
+	}
 	if !wired {
-		if prev, err = fullState(c.Previous); err != nil {
+		if prev, err = t.decodeState(c.Previous, c.Kind, ct, partial); err != nil {
 			return nil, err
 		}
 	}
@@ -137,6 +140,27 @@ func (t *Translator) Translate(c *change.Change) (*kubestreamv1.Event, error) {
 	t.notePolicy(oc)
 	ev.Payload = &kubestreamv1.Event_Change{Change: oc}
 	return ev, nil
+}
+
+// decodeState decodes a state for its event; nil stays nil. With partial,
+// a kind's protobuf state sent in protobuf is decoded with the kind's
+// DecodeForSummary when it has one: its bytes go out as they are, so only
+// the summary and the object reference read the decoded object.
+func (t *Translator) decodeState(o change.Object, kind kinds.Kind, ct kubestreamv1.ContentType, partial bool) (change.Object, error) {
+	if c, ok := o.(*change.Compact); ok && partial && !c.JSON() && ct == kubestreamv1.ContentType_CONTENT_TYPE_PROTOBUF {
+		// Config map values are treated on decoded states: their kind
+		// always decodes in full.
+		if typed, ok := kind.Typed(); ok && typed.DecodeForSummary != nil && c.ProtoType() != configMapType {
+			d, err := typed.DecodeForSummary(c.Bytes())
+			if err != nil {
+				return nil, fmt.Errorf("decode cached %s %s/%s: %w", kind.Resource, c.GetNamespace(), c.GetName(), err)
+			}
+			if full, ok := d.(change.Object); ok {
+				return full, nil
+			}
+		}
+	}
+	return fullState(o)
 }
 
 // fullState decodes a state; nil stays nil.

@@ -52,6 +52,11 @@ type Typed struct {
 	Decoded bool
 	// Summarize sets the kind's typed summary on oc from a decoded object.
 	Summarize func(obj runtime.Object, oc *kubestreamv1.ObjectChange)
+	// DecodeForSummary, when set, decodes from an object's protobuf only
+	// what Summarize and an event's object reference read (metadata and
+	// a few fields): an event whose states are sent as they were received
+	// needs no more.
+	DecodeForSummary func(raw []byte) (runtime.Object, error)
 }
 
 // MetadataProtoType is the protobuf message of metadata-only states.
