@@ -48,6 +48,7 @@ type packer struct {
 	samples [][]byte // the most recent objects, until the dictionary exists
 	warm    []warmObject
 	timer   *time.Timer // flushes warm objects when no new ones come
+	scratch []byte
 
 	dict atomic.Pointer[dictionary]
 }
@@ -126,8 +127,12 @@ func (p *packer) compressCold(now time.Time) {
 		if w.c.retired.Load() {
 			continue
 		}
+		// Encoded into scratch, then copied: the cache keeps exactly
+		// the compressed bytes (a tenth of the encoding), not a buffer
+		// sized for the worst case.
 		e := w.c.enc.Load()
-		w.c.enc.Store(&encoding{b: d.enc.EncodeAll(e.b, make([]byte, 0, len(e.b)/4)), packed: true})
+		p.scratch = d.enc.EncodeAll(e.b, p.scratch[:0])
+		w.c.enc.Store(&encoding{b: bytes.Clone(p.scratch), packed: true})
 	}
 	clear(p.warm[:n])
 	p.warm = p.warm[n:]
