@@ -109,11 +109,11 @@ func startProcess(binary string, args, env []string, newReader func() (tail.Sour
 			return nil, fmt.Errorf("read the events back: %w; log: %s", err, logPath)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		p.reader, p.stopReader = newBrokerReader(p.rec), cancel
-		p.readerDone = p.readDone
+		r, done := newBrokerReader(p.rec), p.readDone
+		p.reader, p.stopReader, p.readerDone = r, cancel, done
 		go func() {
-			defer close(p.readDone)
-			p.reader.run(ctx, src)
+			defer close(done)
+			r.run(ctx, src)
 		}()
 	}
 	return p, nil
