@@ -339,6 +339,8 @@ func waitFor(ctx context.Context, p *process, timeout time.Duration, what string
 		select {
 		case <-p.exited:
 			return fmt.Errorf("the process exited while waiting for %s; log: %s", what, p.logPath)
+		case <-p.readerDone:
+			return fmt.Errorf("the broker reader stopped while waiting for %s: %v", what, p.rec.Err())
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(20 * time.Millisecond):

@@ -44,6 +44,7 @@ import (
 	"github.com/kubestream/kubestream/internal/controlplane"
 	"github.com/kubestream/kubestream/internal/freeport"
 	"github.com/kubestream/kubestream/internal/testbin"
+	"github.com/kubestream/kubestream/pkg/tail"
 )
 
 // Sinks a Target can name. SinkFloor is the bare watch, not kubestream.
@@ -61,7 +62,8 @@ type Target struct {
 	// Sink is SinkFloor, or the kubestream sink: stdout (read from its
 	// stdout), nats (the embedded JetStream server) or kafka (kfake, 3
 	// brokers, in the harness's process, acks=all); broker sinks are read
-	// back by `kubestream tail --output json`.
+	// back in the harness's process with pkg/tail's sources, the ones
+	// `kubestream tail` reads with.
 	Sink string `json:"sink"`
 	// Args are extra arguments for `kubestream run`.
 	Args []string `json:"args,omitempty"`
@@ -302,7 +304,7 @@ func launch(o Options, t Target, kubeconfig, floorBin, dir string, extra ...stri
 	}
 	args := []string{"run", "--kubeconfig", kubeconfig, "--sink", t.Sink, "--kinds", "pods", "--listen-address", "127.0.0.1:0"}
 	args = append(args, extra...)
-	var readerArgs []string
+	var newReader func() (tail.Source, error)
 	release := func() {}
 	switch t.Sink {
 	case SinkNATS:
@@ -312,7 +314,7 @@ func launch(o Options, t Target, kubeconfig, floorBin, dir string, extra ...stri
 			return nil, nil, err
 		}
 		args = append(args, "--nats-embedded-dir", natsDir, "--nats-embedded-port", strconv.Itoa(port))
-		readerArgs = []string{"tail", "--output", "json", "--nats-embedded-dir", natsDir}
+		newReader = natsSource(natsDir)
 	case SinkKafka:
 		// The broker runs in this process, so its CPU is not counted as
 		// kubestream's.
@@ -323,10 +325,10 @@ func launch(o Options, t Target, kubeconfig, floorBin, dir string, extra ...stri
 		release = kc.Close
 		brokers := strings.Join(kc.ListenAddrs(), ",")
 		args = append(args, "--kafka-brokers", brokers, "--kafka-create-topics")
-		readerArgs = []string{"tail", "--output", "json", "--kafka-brokers", brokers, "--kafka-topic", "kubestream.pods"}
+		newReader = kafkaSource(kc.ListenAddrs())
 	}
 	args = append(args, t.Args...)
-	p, err := startProcess(bin, args, t.Env, readerArgs, logPath, false)
+	p, err := startProcess(bin, args, t.Env, newReader, logPath, false)
 	if err != nil {
 		release()
 		return nil, nil, err

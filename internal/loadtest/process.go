@@ -12,33 +12,40 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kubestream/kubestream/pkg/tail"
 )
 
 // process is the program under measurement (kubestream, or the floor
 // watcher) and, when its events go to a broker, the reader that reads them
-// back (`kubestream tail`).
+// back: in the harness's process, with pkg/tail's sources.
 type process struct {
 	cmd *exec.Cmd
-	// reader is `kubestream tail` for broker sinks; nil when the events are
-	// read from the process's own stdout.
-	reader      *exec.Cmd
+	// reader reads the events back from a broker sink; nil when they are
+	// read from the process's own stdout. stopReader ends its context.
+	reader      *brokerReader
+	stopReader  context.CancelFunc
 	rec         *Recorder
 	logPath     string
 	metricsAddr string
 	exited      chan struct{}
 	stderrDone  chan struct{}
-	// readDone is closed once the events' pipe reached its end: Wait closes
-	// the pipe, so it must come after.
-	readDone    chan struct{}
+	// readDone is closed once the events were read to their end: the
+	// stdout pipe's end (Wait closes the pipe, so it must come after), or
+	// the broker reader's return.
+	readDone chan struct{}
+	// readerDone is readDone for a broker reader, nil otherwise: waiting
+	// for events ends when the reader ended.
+	readerDone  <-chan struct{}
 	stoppedLine string
 	// floor processes have no "Stopped ... leftUnpublished=0" line.
 	floor bool
 }
 
 // startProcess runs binary and reads its events: from its stdout, or when
-// readerArgs are given, from the stdout of `binary readerArgs...` started
-// once the first serves /metrics; env is added to the first's environment.
-func startProcess(binary string, args, env, readerArgs []string, logPath string, floor bool) (*process, error) {
+// newReader is given, from the source it returns once binary serves
+// /metrics; env is added to binary's environment.
+func startProcess(binary string, args, env []string, newReader func() (tail.Source, error), logPath string, floor bool) (*process, error) {
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
@@ -69,18 +76,20 @@ func startProcess(binary string, args, env, readerArgs []string, logPath string,
 		})
 	}()
 	p.readDone = make(chan struct{})
-	if readerArgs == nil {
-		go func() {
-			defer close(p.readDone)
+	stdoutDone := make(chan struct{})
+	go func() {
+		defer close(stdoutDone)
+		if newReader == nil {
 			p.rec.Read(stdout)
-		}()
-	} else {
-		go func() { _, _ = io.Copy(io.Discard, stdout) }()
+		} else {
+			_, _ = io.Copy(io.Discard, stdout)
+		}
+	}()
+	if newReader == nil {
+		p.readDone = stdoutDone
 	}
 	go func() {
-		if readerArgs == nil {
-			<-p.readDone
-		}
+		<-stdoutDone
 		<-p.stderrDone
 		_ = p.cmd.Wait()
 		close(p.exited)
@@ -93,21 +102,18 @@ func startProcess(binary string, args, env, readerArgs []string, logPath string,
 		p.kill()
 		return nil, fmt.Errorf("%s did not report its listen address; log: %s", filepath.Base(binary), logPath)
 	}
-	if readerArgs != nil {
-		p.reader = exec.Command(binary, readerArgs...)
-		p.reader.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		p.reader.Stderr = os.Stderr
-		out, err := p.reader.StdoutPipe()
+	if newReader != nil {
+		src, err := newReader()
 		if err != nil {
-			return nil, err
-		}
-		if err := p.reader.Start(); err != nil {
 			p.kill()
-			return nil, fmt.Errorf("start kubestream tail: %w", err)
+			return nil, fmt.Errorf("read the events back: %w; log: %s", err, logPath)
 		}
+		ctx, cancel := context.WithCancel(context.Background())
+		r, done := newBrokerReader(p.rec), p.readDone
+		p.reader, p.stopReader, p.readerDone = r, cancel, done
 		go func() {
-			defer close(p.readDone)
-			p.rec.Read(out)
+			defer close(done)
+			r.run(ctx, src)
 		}()
 	}
 	return p, nil
@@ -124,17 +130,22 @@ func (p *process) stop(timeout time.Duration) (int, error) {
 		return -1, fmt.Errorf("process did not exit within %s of SIGTERM; log: %s", timeout, p.logPath)
 	}
 	if p.reader != nil {
-		_ = p.reader.Process.Signal(syscall.SIGTERM)
-		// Read the reader's output to its end before Wait closes the pipe
-		// (otherwise the last read fails with "file already closed").
-		select {
-		case <-p.readDone:
-		case <-time.After(timeout):
-			_ = p.reader.Process.Kill()
-			<-p.readDone
+		// kubestream exited: what it published is on the broker. Read on
+		// until the reader has read nothing for readerQuiet since then (the
+		// Kafka readers poll every 250 ms), then stop it.
+		exited := time.Now()
+		deadline := exited.Add(timeout)
+	quiet:
+		for min(p.reader.idle(), time.Since(exited)) < readerQuiet && time.Now().Before(deadline) {
+			select {
+			case <-p.readDone: // it failed: Err says why
+				break quiet
+			case <-time.After(20 * time.Millisecond):
+			}
 		}
-		_ = p.reader.Wait()
-		p.reader = nil
+		if err := p.endReader(timeout); err != nil {
+			return -1, err
+		}
 	}
 	if err := p.rec.Err(); err != nil {
 		return -1, fmt.Errorf("read the events: %w", err)
@@ -145,18 +156,33 @@ func (p *process) stop(timeout time.Duration) (int, error) {
 	return p.cmd.ProcessState.ExitCode(), nil
 }
 
-func (p *process) kill() {
-	if p.reader != nil && p.reader.Process != nil {
-		_ = p.reader.Process.Kill()
-		_ = p.reader.Wait()
-		p.reader = nil
+// readerQuiet is how long the broker reader must have read nothing after
+// kubestream exited before it is stopped.
+const readerQuiet = time.Second
+
+// endReader stops the broker reader and waits for it to return.
+func (p *process) endReader(timeout time.Duration) error {
+	if p.reader == nil {
+		return nil
 	}
+	p.stopReader()
+	select {
+	case <-p.readDone:
+		p.reader = nil
+		return nil
+	case <-time.After(timeout):
+		return fmt.Errorf("the broker reader did not stop within %s", timeout)
+	}
+}
+
+func (p *process) kill() {
 	select {
 	case <-p.exited:
 	default:
 		_ = p.cmd.Process.Kill()
 		<-p.exited
 	}
+	_ = p.endReader(30 * time.Second)
 }
 
 func (p *process) cpuSeconds() (float64, error) { return CPUSeconds(p.cmd.Process.Pid) }

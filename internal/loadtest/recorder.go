@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/kubestream/kubestream/pkg/api/kubestreamv1"
 )
 
 // The operations of the load generator; each is one write. An update's
@@ -32,9 +34,10 @@ func EventKey(pod, op, rv string) string {
 	return pod + "|" + op + "|" + rv
 }
 
-// Recorder reads events as JSON lines (protojson of kubestream.v1.Event,
-// as the stdout sink and `kubestream tail --output json` write them, and as
-// the floor watcher imitates) and notes when each was first read.
+// Recorder notes when each event was first read: events as JSON lines
+// (Line: protojson of kubestream.v1.Event, as the stdout sink writes them
+// and the floor watcher imitates), or decoded events read from a broker by
+// the harness's own reader (Event).
 type Recorder struct {
 	mu     sync.Mutex
 	at     map[string]time.Time // event key -> first receipt
@@ -71,9 +74,16 @@ func (r *Recorder) Read(in io.Reader) {
 		r.Line(sc.Bytes())
 	}
 	if err := sc.Err(); err != nil {
-		r.mu.Lock()
+		r.fail(err)
+	}
+}
+
+// fail keeps err unless an earlier error is kept.
+func (r *Recorder) fail(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err == nil {
 		r.err = err
-		r.mu.Unlock()
 	}
 }
 
@@ -82,12 +92,22 @@ func (r *Recorder) Line(line []byte) {
 	now := r.now()
 	var ev wireEvent
 	if err := json.Unmarshal(line, &ev); err != nil {
-		r.mu.Lock()
-		r.err = fmt.Errorf("line is not an event: %w", err)
-		r.mu.Unlock()
+		r.fail(fmt.Errorf("line is not an event: %w", err))
 		return
 	}
-	op := strings.TrimPrefix(ev.Operation, "OPERATION_")
+	r.record(now, strings.TrimPrefix(ev.Operation, "OPERATION_"), ev.Object.Name, ev.Object.ResourceVersion)
+}
+
+// Event records one decoded event, received at at: the harness's broker
+// reader stamps a message when the source hands it over, before decoding.
+func (r *Recorder) Event(at time.Time, ev *kubestreamv1.Event) {
+	op := strings.TrimPrefix(ev.GetOperation().String(), "OPERATION_")
+	r.record(at, op, ev.GetObject().GetName(), ev.GetObject().GetResourceVersion())
+}
+
+// record is Line's and Event's bookkeeping; op is the operation without
+// its OPERATION_ prefix.
+func (r *Recorder) record(now time.Time, op, name, rv string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch op {
@@ -97,11 +117,11 @@ func (r *Recorder) Line(line []byte) {
 		r.ends++
 		r.endAt = append(r.endAt, now)
 	case opCreate, "UPDATED", opDelete, "SNAPSHOT":
-		key := EventKey(ev.Object.Name, op, ev.Object.ResourceVersion)
+		key := EventKey(name, op, rv)
 		if _, dup := r.at[key]; !dup {
 			r.at[key] = now
 		}
-		prefix, _, _ := strings.Cut(ev.Object.Name, "-")
+		prefix, _, _ := strings.Cut(name, "-")
 		r.counts[prefix]++
 		if op == "SNAPSHOT" {
 			r.snaps[prefix]++
@@ -109,7 +129,8 @@ func (r *Recorder) Line(line []byte) {
 	}
 }
 
-// Err is the first reason a line could not be read.
+// Err is the first reason an event could not be read (a line or message
+// that is not one, or the broker reader failing).
 func (r *Recorder) Err() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -152,8 +152,9 @@ func measureReplay(ctx context.Context, o Options, p *process, client kubernetes
 	if err != nil {
 		return err
 	}
-	// A round's markers come as one copy per partition on Kafka: as many
-	// as the initial round's REPLAY_BEGINs, all read before its snapshots.
+	// A round's markers are counted as the initial round's REPLAY_BEGINs
+	// (one: Kafka has a copy per partition, and the broker reader keeps
+	// one), all read before its snapshots.
 	begins0, _ := p.rec.Markers()
 	copies := len(begins0)
 	round := func() bool {
