@@ -2,6 +2,7 @@ package app
 
 import (
 	"strings"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -12,10 +13,13 @@ import (
 // streamMetrics are the per-kind and per-round series the dashboard and
 // alerts read (docs/metrics.md); the pipeline's totals live in pkg/server.
 type streamMetrics struct {
-	events      *prometheus.CounterVec
-	rounds      *prometheus.CounterVec
-	firstRound  *prometheus.GaugeVec
-	initialDone prometheus.Gauge
+	events *prometheus.CounterVec
+	// eventCounters caches events' series by kind and operation: finding
+	// one by its label strings costs more than the rest of counting.
+	eventCounters sync.Map // eventSeries -> prometheus.Counter
+	rounds        *prometheus.CounterVec
+	firstRound    *prometheus.GaugeVec
+	initialDone   prometheus.Gauge
 }
 
 func newStreamMetrics(reg prometheus.Registerer) *streamMetrics {
@@ -42,7 +46,7 @@ func (m *streamMetrics) acknowledged(ev *kubestreamv1.Event) {
 	if ev.GetImageStorage() != nil {
 		kind = "ImageStorage"
 	}
-	m.events.WithLabelValues(kind, strings.ToLower(strings.TrimPrefix(ev.GetOperation().String(), "OPERATION_"))).Inc()
+	m.eventCounter(kind, ev.GetOperation()).Inc()
 	if ev.GetOperation() != kubestreamv1.Operation_OPERATION_REPLAY_END {
 		return
 	}
@@ -51,6 +55,21 @@ func (m *streamMetrics) acknowledged(ev *kubestreamv1.Event) {
 	if reason == kubestreamv1.ReplayReason_REPLAY_REASON_INITIAL || reason == kubestreamv1.ReplayReason_REPLAY_REASON_RESUME {
 		m.initialDone.Set(1)
 	}
+}
+
+type eventSeries struct {
+	kind string
+	op   kubestreamv1.Operation
+}
+
+func (m *streamMetrics) eventCounter(kind string, op kubestreamv1.Operation) prometheus.Counter {
+	key := eventSeries{kind, op}
+	if c, ok := m.eventCounters.Load(key); ok {
+		return c.(prometheus.Counter)
+	}
+	c := m.events.WithLabelValues(kind, strings.ToLower(strings.TrimPrefix(op.String(), "OPERATION_")))
+	m.eventCounters.Store(key, c)
+	return c
 }
 
 // activated records what the first round sent.
