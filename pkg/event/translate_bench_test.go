@@ -12,27 +12,16 @@ import (
 // BenchmarkTranslate translates pod changes whose states are compact, as
 // the informer cache keeps them.
 func BenchmarkTranslate(b *testing.B) {
-	prev := realisticPod()
-	next := prev.DeepCopy()
-	next.ResourceVersion = "1002"
-	next.Annotations["kubectl.kubernetes.io/restartedAt"] = "2026-12-01T10:00:00Z"
-	pc, err := change.Compacted(prev)
-	if err != nil {
-		b.Fatal(err)
-	}
-	nc, err := change.Compacted(next)
-	if err != nil {
-		b.Fatal(err)
-	}
+	pc, nc := annotatedPods(b)
 	at := time.Unix(1_700_000_100, 0)
 	tr := &event.Translator{Cluster: "prod", Instance: "ks-0"}
 	for _, bc := range []struct {
 		name string
 		c    *change.Change
 	}{
-		{"update-annotation", &change.Change{Kind: kinds.Pods, Op: change.Updated, Object: nc.(change.Object), Previous: pc.(change.Object), ObservedAt: at}},
-		{"create", &change.Change{Kind: kinds.Pods, Op: change.Created, Object: nc.(change.Object), ObservedAt: at}},
-		{"delete", &change.Change{Kind: kinds.Pods, Op: change.Deleted, Previous: pc.(change.Object), ObservedAt: at}},
+		{"update-annotation", &change.Change{Kind: kinds.Pods, Op: change.Updated, Object: nc, Previous: pc, ObservedAt: at}},
+		{"create", &change.Change{Kind: kinds.Pods, Op: change.Created, Object: nc, ObservedAt: at}},
+		{"delete", &change.Change{Kind: kinds.Pods, Op: change.Deleted, Previous: pc, ObservedAt: at}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
@@ -48,19 +37,7 @@ func BenchmarkTranslate(b *testing.B) {
 // BenchmarkChangedPaths compares the reflection differ on decoded pods
 // (decoding included, as Translate did) with the wire differ.
 func BenchmarkChangedPaths(b *testing.B) {
-	prev := realisticPod()
-	next := prev.DeepCopy()
-	next.ResourceVersion = "1002"
-	next.Annotations["kubectl.kubernetes.io/restartedAt"] = "2026-12-01T10:00:00Z"
-	pc, err := change.Compacted(prev)
-	if err != nil {
-		b.Fatal(err)
-	}
-	nc, err := change.Compacted(next)
-	if err != nil {
-		b.Fatal(err)
-	}
-	pcc, ncc := pc.(*change.Compact), nc.(*change.Compact)
+	pcc, ncc := annotatedPods(b)
 	b.Run("decoded", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
@@ -83,4 +60,22 @@ func BenchmarkChangedPaths(b *testing.B) {
 			}
 		}
 	})
+}
+
+// annotatedPods are a realistic pod's cached states before and after an
+// annotation was set.
+func annotatedPods(b *testing.B) (prev, next *change.Compact) {
+	p := realisticPod()
+	n := p.DeepCopy()
+	n.ResourceVersion = "1002"
+	n.Annotations["kubectl.kubernetes.io/restartedAt"] = "2026-12-01T10:00:00Z"
+	pc, err := change.Compacted(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	nc, err := change.Compacted(n)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return pc.(*change.Compact), nc.(*change.Compact)
 }

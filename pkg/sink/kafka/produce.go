@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
 	metadataAPI "github.com/segmentio/kafka-go/protocol/metadata"
@@ -35,8 +36,9 @@ type producer struct {
 	// missing topic, as the Writer's does.
 	autoCreate bool
 
-	mu  sync.Mutex
-	ids []int // 0, 1, 2, ...: the balancer's partition list, shared
+	mu     sync.Mutex
+	ids    []int // 0, 1, 2, ...: the balancer's partition list, shared
+	counts map[string]partitionCount
 }
 
 // topicPartition identifies one produce request's target.
@@ -153,8 +155,39 @@ func (p *producer) produce(ctx context.Context, r request, msgs []kafkago.Messag
 }
 
 // partitions is the number of partitions of topic, from the transport's
-// metadata cache (it refreshes every few seconds), as the Writer does.
+// metadata cache (it refreshes every few seconds), as the Writer does;
+// kept here for a second, since asking the transport costs a request's
+// encoding and decoding on every call.
 func (p *producer) partitions(ctx context.Context, topic string) (int, error) {
+	now := time.Now()
+	p.mu.Lock()
+	c, ok := p.counts[topic]
+	p.mu.Unlock()
+	if ok && now.Sub(c.at) < partitionCountTTL {
+		return c.n, nil
+	}
+	n, err := p.lookupPartitions(ctx, topic)
+	if err != nil {
+		return 0, err
+	}
+	p.mu.Lock()
+	if p.counts == nil {
+		p.counts = map[string]partitionCount{}
+	}
+	p.counts[topic] = partitionCount{n: n, at: now}
+	p.mu.Unlock()
+	return n, nil
+}
+
+// partitionCountTTL is how long a topic's partition count is reused.
+const partitionCountTTL = time.Second
+
+type partitionCount struct {
+	n  int
+	at time.Time
+}
+
+func (p *producer) lookupPartitions(ctx context.Context, topic string) (int, error) {
 	r, err := p.transport.RoundTrip(ctx, p.addr, &metadataAPI.Request{TopicNames: []string{topic}, AllowAutoTopicCreation: p.autoCreate})
 	if err != nil {
 		return 0, err
