@@ -323,7 +323,7 @@ func (p *Pipeline) Enqueue(c *change.Change) bool {
 	switch {
 	case len(ks.items) == 1 && !ks.inFlight:
 		p.makeReady(key, it)
-	case !ks.inFlight && it.epoch > p.currentEpoch && ks.items[0].ch.Op == change.Snapshot && ks.items[0].epoch <= p.currentEpoch:
+	case !ks.inFlight && c.Op != change.Snapshot && ks.items[0].ch.Op == change.Snapshot && ks.items[0].epoch <= p.openEpoch():
 		// A live change behind its object's queued snapshot: the snapshot
 		// goes first, now, instead of at its turn in the round.
 		p.urgent = append(p.urgent, key)
@@ -502,12 +502,21 @@ func (p *Pipeline) makeReady(key string, head *item) {
 		p.parked[head.epoch] = append(p.parked[head.epoch], key)
 		return
 	}
-	if head.epoch > p.currentEpoch {
-		p.urgent = append(p.urgent, key) // past a round's end
+	if p.isUrgent(key, head) {
+		p.urgent = append(p.urgent, key)
 	} else {
 		p.ready = append(p.ready, key)
 	}
 	p.cond.Signal()
+}
+
+// isUrgent says whether a key whose head may be dispatched goes before the
+// snapshots of a round: a live change (in the round or past its end), or a
+// snapshot with a live change behind it. Within an epoch the order across
+// keys is free and each key's own order is kept, so a round of 100 000
+// snapshots need not delay a live change by its length. Caller holds mu.
+func (p *Pipeline) isUrgent(key string, head *item) bool {
+	return head.epoch > p.currentEpoch || head.ch.Op != change.Snapshot || p.liveBehind(key)
 }
 
 // maybeReleaseFence hands the first fence to the workers once its epoch is
@@ -587,11 +596,19 @@ func (p *Pipeline) fenceDone(now time.Time) {
 	p.maybeReleaseFence()
 }
 
-// liveBehind reports whether a key has a change past the current round's
-// end queued behind its head. Caller holds mu.
+// liveBehind reports whether a key has a live change, or a change past the
+// current round's end, queued behind its head. Caller holds mu.
 func (p *Pipeline) liveBehind(key string) bool {
 	ks := p.keys[key]
-	return ks != nil && len(ks.items) > 1 && ks.items[len(ks.items)-1].epoch > p.currentEpoch
+	if ks == nil {
+		return false
+	}
+	for _, it := range ks.items[min(1, len(ks.items)):] {
+		if it.epoch > p.currentEpoch || it.ch.Op != change.Snapshot {
+			return true
+		}
+	}
+	return false
 }
 
 // unpark queues the keys parked for epochs that are open now. Caller holds
@@ -599,8 +616,9 @@ func (p *Pipeline) liveBehind(key string) bool {
 func (p *Pipeline) unpark() {
 	for e, open := p.currentEpoch, p.openEpoch(); e <= open; e++ {
 		for _, key := range p.parked[e] {
-			if e > p.currentEpoch || p.liveBehind(key) {
-				p.urgent = append(p.urgent, key) // past a round's end, or ahead of such
+			ks := p.keys[key]
+			if e > p.currentEpoch || (ks != nil && len(ks.items) > 0 && p.isUrgent(key, ks.items[0])) {
+				p.urgent = append(p.urgent, key) // past a round's end, live, or ahead of such
 			} else {
 				p.ready = append(p.ready, key)
 			}

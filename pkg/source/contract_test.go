@@ -392,7 +392,27 @@ func runContract(t *testing.T, seed uint64, ops int) {
 				trace = append(trace, "watch gap")
 			}
 		case r < 77:
+			// Objects change while the round is enqueued, between its
+			// chunks (one object per chunk here).
+			proc.src.chunk = 1
+			proc.src.afterChunk = func() {
+				k := m.kinds[rng.IntN(len(m.kinds))]
+				n := names[rng.IntN(len(names))]
+				_, exists := k.truth[n]
+				switch r := rng.IntN(4); {
+				case !exists && r < 2:
+					k.create(m, n)
+					trace = append(trace, "create "+n+" during the round")
+				case exists && r == 0:
+					k.update(m, n)
+					trace = append(trace, "update "+n+" during the round")
+				case exists && r == 1:
+					k.remove(n)
+					trace = append(trace, "delete "+n+" during the round")
+				}
+			}
 			proc.src.Replay(context.Background(), kubestreamv1.ReplayReason_REPLAY_REASON_RESYNC)
+			proc.src.afterChunk = nil
 			trace = append(trace, "replay")
 		case r < 78:
 			// SIGKILL: the queue and unsaved positions are gone; changes

@@ -118,6 +118,10 @@ type Source struct {
 	skipped atomic.Uint64
 	// heartbeatsDeferred counts heartbeats not sent at their tick.
 	heartbeatsDeferred atomic.Uint64
+	// Tests set chunk (replayChunk when 0) and afterChunk, which runs
+	// between the chunks of a replay round.
+	chunk      int
+	afterChunk func()
 }
 
 type watchedKind struct {
@@ -634,24 +638,62 @@ func (s *Source) Replay(ctx context.Context, reason kubestreamv1.ReplayReason) b
 	s.enqueueMarker(change.ReplayBegin, id, reason, names, nil, s.opts.Now())
 	counts := map[string]int64{}
 	for _, w := range ws {
-		w.mu.Lock()
-		if w.removed {
-			// Removed meanwhile: its deletes are out, the end marker's
-			// count says none are left.
-			counts[w.kind.Resource] = 0
-			w.mu.Unlock()
-			continue
-		}
-		now := s.opts.Now()
-		for _, obj := range w.emitted {
-			s.emit(&change.Change{Kind: w.kind, Op: change.Snapshot, Object: obj, ReplayID: id, ObservedAt: now})
-		}
-		counts[w.kind.Resource] = int64(len(w.emitted))
-		w.mu.Unlock()
+		counts[w.kind.Resource] = s.snapshotKind(w, id)
 	}
 	s.enqueueMarker(change.ReplayEnd, id, reason, names, counts, s.opts.Now())
 	logger.Info("Replay round", "replayID", id, "reason", reason.String(), "objects", counts)
 	return true
+}
+
+// replayChunk is how many snapshots a round enqueues per hold of a kind's
+// lock: live changes of the kind wait for one chunk, not for the whole
+// kind (100 000 pods take a second or more to enqueue).
+const replayChunk = 1000
+
+// snapshotKind enqueues a snapshot of every object of w as its handler last
+// emitted it, and returns how many. The objects are taken chunk by chunk
+// under the lock, each as emitted at that moment: an object changed before
+// its chunk is snapshotted in its new state after its live change, one
+// deleted is not snapshotted (its delete is out), one created since the
+// round began is mentioned by its create.
+func (s *Source) snapshotKind(w *watchedKind, id string) int64 {
+	w.mu.Lock()
+	keys := make([]string, 0, len(w.emitted))
+	for key := range w.emitted {
+		keys = append(keys, key)
+	}
+	w.mu.Unlock()
+	chunk := replayChunk
+	if s.chunk > 0 {
+		chunk = s.chunk
+	}
+	var n int64
+	for start := 0; start < len(keys); start += chunk {
+		w.mu.Lock()
+		if w.removed {
+			// Removed meanwhile: its deletes are out, the end marker's
+			// count says none are left.
+			w.mu.Unlock()
+			return 0
+		}
+		now := s.opts.Now()
+		for _, key := range keys[start:min(start+chunk, len(keys))] {
+			if obj, ok := w.emitted[key]; ok {
+				s.emit(&change.Change{Kind: w.kind, Op: change.Snapshot, Object: obj, ReplayID: id, ObservedAt: now})
+				n++
+			}
+		}
+		w.mu.Unlock()
+		if s.afterChunk != nil {
+			s.afterChunk()
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.removed {
+		return 0
+	}
+	return n
 }
 
 // SkippedRounds counts replay rounds skipped because the previous one was
