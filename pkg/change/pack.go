@@ -218,6 +218,9 @@ func newDictionary(samples [][]byte) (*dictionary, error) {
 // not modify it.
 func (c *Compact) Bytes() []byte {
 	e := c.enc.Load()
+	if e == nil { // a zero Compact (an informer's example object)
+		return nil
+	}
 	if !e.packed {
 		return e.b
 	}
@@ -231,4 +234,9 @@ func (c *Compact) Bytes() []byte {
 }
 
 // StoredBytes is how many bytes the cache keeps for the object's encoding.
-func (c *Compact) StoredBytes() int { return len(c.enc.Load().b) }
+func (c *Compact) StoredBytes() int {
+	if e := c.enc.Load(); e != nil {
+		return len(e.b)
+	}
+	return 0
+}
