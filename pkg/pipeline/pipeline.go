@@ -214,11 +214,13 @@ type Pipeline struct {
 	cond *sync.Cond
 	keys map[string]*keyState
 	// ready holds keys whose first item may be dispatched now. urgent holds
-	// keys dispatched before them: live changes past a round's end marker,
-	// and the queued snapshots they wait behind, so a round of 100 000
-	// snapshots does not make live changes wait their turn behind it.
+	// keys dispatched before them (isUrgent): live changes, and the queued
+	// snapshots they wait behind, so a round of 100 000 snapshots does not
+	// make live changes wait their turn behind it. passed counts the urgent
+	// keys dispatched since a ready one while ready ones waited.
 	ready  []string
 	urgent []string
+	passed int
 	// Fences: markers split the queue into epochs. Items of epoch e wait
 	// until every fence before e was acknowledged, except a round's end
 	// marker once its begin marker was (see openEpoch); the fence closing
@@ -757,10 +759,18 @@ func (p *Pipeline) next(ctx context.Context) []*item {
 		var batch []*item
 		for (len(p.urgent) > 0 || len(p.ready) > 0) && len(batch) < p.opts.BatchSize {
 			var key string
-			if len(p.urgent) > 0 {
+			// Urgent keys first, but a batch's worth of them at most
+			// while others wait: a steady stream of live changes must
+			// not hold a round's snapshots (and its end marker) back
+			// for good.
+			if len(p.urgent) > 0 && (len(p.ready) == 0 || p.passed < p.opts.BatchSize) {
 				key, p.urgent = p.urgent[0], p.urgent[1:]
+				if len(p.ready) > 0 {
+					p.passed++
+				}
 			} else {
 				key, p.ready = p.ready[0], p.ready[1:]
+				p.passed = 0
 			}
 			if key == "" {
 				batch = append(batch, p.fences[0])

@@ -631,3 +631,40 @@ func TestLiveChangeJumpsTheRound(t *testing.T) {
 		t.Errorf("the live changes went out at %d and %d of a round from %d to %d: they waited their turn behind the snapshots", upd, created, begin, end)
 	}
 }
+
+// Live changes go before a round's snapshots, but never all of them: a
+// batch's worth at most passes waiting snapshots, so a steady stream of
+// live changes cannot hold a round (and its end marker) back for good.
+func TestLiveChangesDoNotStarveTheRound(t *testing.T) {
+	sink := &recordingSink{gate: make(chan struct{})}
+	const batch = 2
+	p := start(t, sink, pipeline.Options{Workers: 1, BatchSize: batch})
+	p.Enqueue(cmChange(change.Created, "blocker", "b", 1))
+	time.Sleep(20 * time.Millisecond) // the worker holds the blocker at the gate
+	for i := 0; i < 10; i++ {
+		c := cmChange(change.Snapshot, fmt.Sprintf("s%d", i), fmt.Sprintf("su%d", i), 1)
+		c.ReplayID = "r1"
+		p.Enqueue(c)
+	}
+	const live = 40
+	for i := 0; i < live; i++ {
+		p.Enqueue(cmChange(change.Created, fmt.Sprintf("l%d", i), fmt.Sprintf("lu%d", i), 1))
+	}
+	close(sink.gate)
+	waitIdle(t, p)
+	evs := sink.events()
+	first := -1
+	for i, ev := range evs {
+		if ev.GetOperation() == kubestreamv1.Operation_OPERATION_SNAPSHOT {
+			first = i
+			break
+		}
+	}
+	// The blocker, then at most a batch of live changes, then a snapshot.
+	if first < 0 || first > 1+batch {
+		t.Fatalf("first snapshot published at %d of %d events, after every live change: live changes starve the round", first, len(evs))
+	}
+	if evs[1].GetOperation() != kubestreamv1.Operation_OPERATION_CREATED {
+		t.Fatalf("event 1 is %s: live changes no longer go first", evs[1].GetOperation())
+	}
+}
