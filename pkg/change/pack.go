@@ -61,9 +61,8 @@ type warmObject struct {
 
 // dictionary compresses and decompresses with one kind's sample objects.
 type dictionary struct {
-	enc  *zstd.Encoder
-	dec  *zstd.Decoder
-	size int
+	enc *zstd.Encoder
+	dec *zstd.Decoder
 }
 
 // encoding is a Compact's bytes, swapped whole when they are compressed.
@@ -210,7 +209,7 @@ func newDictionary(samples [][]byte) (*dictionary, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build decoder: %w", err)
 	}
-	return &dictionary{enc: enc, dec: dec, size: len(content)}, nil
+	return &dictionary{enc: enc, dec: dec}, nil
 }
 
 // Bytes is the object's encoding (Kubernetes protobuf, or JSON when JSON()
